@@ -1,0 +1,347 @@
+"""Corpus BLEU and chrF, and BLEU by sentence length with bootstrap confidence intervals.
+
+Everything here takes lists of strings and returns plain records; no models are involved.
+Scores come from sacrebleu and carry its signature so a number can be reproduced.
+The only file access is in the writers and `load_json`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple, Sequence
+
+import numpy as np
+from sacrebleu.metrics import BLEU, CHRF
+
+from mtkit.errors import MtkitError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EDGES = (10, 20, 30, 40, 50, 60)
+LENGTH_OF_CHOICES = ("src", "ref")
+JSON_FORMAT = "mtkit-evaluation"
+JSON_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BucketScore:
+    """Scores of the sentences whose word count falls in [low, high] (high None: no upper bound).
+
+    The first bucket also holds 0-word lines although its label reads "1-…".
+    """
+
+    label: str
+    low: int
+    high: int | None
+    count: int
+    bleu: float | None  # None when the bucket is empty
+    ci_low: float | None  # 95% bootstrap interval, None when empty or not computed
+    ci_high: float | None
+    chrf: float | None
+
+
+@dataclass(frozen=True)
+class SystemScore:
+    """Corpus scores of one system plus its BLEU by length buckets."""
+
+    name: str
+    bleu: float
+    chrf: float
+    bleu_signature: str
+    chrf_signature: str
+    count: int
+    buckets: list[BucketScore]
+    length_of: str = "src"  # which side's word count chose the buckets
+    n_boot: int = 1000
+    seed: int = 12345
+    edges: tuple[int, ...] = DEFAULT_EDGES
+
+
+class CorpusScores(NamedTuple):
+    bleu: float
+    chrf: float
+    bleu_signature: str
+    chrf_signature: str
+
+
+def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> CorpusScores:
+    """Return corpus BLEU and chrF of `hyps` against one reference each, with sacrebleu signatures."""
+    bleu_metric, chrf_metric = BLEU(), CHRF()
+    bleu = bleu_metric.corpus_score(list(hyps), [list(refs)])
+    chrf = chrf_metric.corpus_score(list(hyps), [list(refs)])
+    return CorpusScores(bleu.score, chrf.score,
+                        bleu_metric.get_signature().format(), chrf_metric.get_signature().format())
+
+
+def bucket_bounds(edges: Sequence[int]) -> list[tuple[str, int, int | None]]:
+    """Return (label, low, high) per bucket for upper-inclusive `edges`, e.g. (10, 20) → 1-10, 11-20, 21+."""
+    edges = tuple(edges)
+    if not edges or any(not isinstance(e, (int, np.integer)) or e < 1 for e in edges) \
+            or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise MtkitError(f"Length bucket edges {list(edges)} are invalid: give strictly increasing "
+                         f"positive word counts, e.g. {list(DEFAULT_EDGES)}.")
+    bounds = []
+    low = 0  # a 0-word line counts with the shortest sentences
+    for high in edges:
+        first = max(low, 1)
+        bounds.append((f"{first}-{high}" if first < high else f"{high}", low, int(high)))
+        low = int(high) + 1
+    bounds.append((f"{low}+", low, None))
+    return bounds
+
+
+def bucket_index(num_words: int, edges: Sequence[int]) -> int:
+    """Return the bucket a line of `num_words` words falls in: the first edge ≥ num_words, else the open one."""
+    return int(np.searchsorted(np.asarray(edges), num_words, side="left"))
+
+
+def _sentence_stats(metric: BLEU | CHRF, hyps: list[str], refs: list[str]) -> np.ndarray:
+    """Per-sentence sufficient statistics (N, K): corpus scores are computed from their column sums."""
+    # Private sacrebleu API (present since 2.0); it is what corpus_score itself sums.
+    stats = metric._extract_corpus_statistics(hyps, [refs])
+    return np.asarray(stats, dtype=np.int64).reshape(len(hyps), -1)  # (N, K)
+
+
+def _score(metric: BLEU | CHRF, summed: np.ndarray) -> float:
+    # Plain ints, so the arithmetic is exactly what sacrebleu.corpus_score does.
+    return float(metric._compute_score_from_stats([int(x) for x in summed]).score)
+
+
+def _bootstrap_ci(metric: BLEU, stats: np.ndarray, n_boot: int,
+                  rng: np.random.Generator) -> tuple[float, float]:
+    """95% percentile interval of corpus BLEU over `n_boot` resamples (with replacement) of the rows."""
+    n = stats.shape[0]
+    idx = rng.integers(0, n, size=(n_boot, n))                              # (n_boot, N)
+    # How often each sentence was drawn in each resample; summing counts × stats is summing the draws.
+    offsets = idx + np.arange(n_boot)[:, None] * n
+    counts = np.bincount(offsets.ravel(), minlength=n_boot * n).reshape(n_boot, n)  # (n_boot, N)
+    totals = counts @ stats                                                 # (n_boot, K)
+    scores = np.array([_score(metric, row) for row in totals])
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def check_aligned(srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str],
+                  paths: dict[str, str | Path] | None = None, name: str | None = None) -> None:
+    """Raise MtkitError unless source, hypothesis and reference lines are non-empty and equally many.
+
+    `paths` maps "src", "hyp", "ref" to the files the lines came from, to name them in the message.
+    """
+    paths = paths or {}
+    sizes = {"src": len(srcs), "hyp": len(hyps), "ref": len(refs)}
+    who = f"System {name!r}: " if name else ""
+
+    def what(side: str) -> str:
+        return f"{side} {paths[side]}" if side in paths else side
+
+    if len(set(sizes.values())) > 1:
+        listing = ", ".join(f"{what(side)}: {n} lines" for side, n in sizes.items())
+        raise MtkitError(f"{who}line counts differ ({listing}); "
+                         "source, hypothesis and reference files must be line-aligned.")
+    if sizes["hyp"] == 0:
+        listing = ", ".join(what(side) for side in sizes)
+        raise MtkitError(f"{who}no lines to score ({listing} are empty); "
+                         "give non-empty, line-aligned files.")
+
+
+class _LineStats(NamedTuple):
+    bleu_metric: BLEU
+    chrf_metric: CHRF
+    bleu: np.ndarray  # (N, 10) per-sentence BLEU statistics
+    chrf: np.ndarray  # (N, 18) per-sentence chrF statistics
+
+
+def _line_stats(hyps: Sequence[str], refs: Sequence[str]) -> _LineStats:
+    # Extracting n-gram statistics is the slow part, so it happens once per system.
+    bleu_metric, chrf_metric = BLEU(), CHRF()
+    hyps, refs = list(hyps), list(refs)
+    return _LineStats(bleu_metric, chrf_metric, _sentence_stats(bleu_metric, hyps, refs),
+                      _sentence_stats(chrf_metric, hyps, refs))
+
+
+def _bucket_scores(stats: _LineStats, lengths: Sequence[int], edges: Sequence[int],
+                   n_boot: int, seed: int) -> list[BucketScore]:
+    if n_boot < 0:
+        raise MtkitError(f"n_boot={n_boot} must be 0 (no confidence interval) or a positive count.")
+    bounds = bucket_bounds(edges)
+    which = np.array([bucket_index(n, edges) for n in lengths], dtype=np.int64)  # (N,)
+    buckets = []
+    for i, (label, low, high) in enumerate(bounds):
+        rows = np.flatnonzero(which == i)
+        if rows.size == 0:
+            buckets.append(BucketScore(label, low, high, 0, None, None, None, None))
+            continue
+        bleu = _score(stats.bleu_metric, stats.bleu[rows].sum(axis=0))
+        chrf = _score(stats.chrf_metric, stats.chrf[rows].sum(axis=0))
+        ci_low = ci_high = None
+        if n_boot > 0:
+            # One generator per bucket, so a bucket's interval does not depend on the others.
+            rng = np.random.default_rng([seed, i])
+            ci_low, ci_high = _bootstrap_ci(stats.bleu_metric, stats.bleu[rows], n_boot, rng)
+        buckets.append(BucketScore(label, low, high, int(rows.size), bleu, ci_low, ci_high, chrf))
+    return buckets
+
+
+def _lengths(srcs: Sequence[str], refs: Sequence[str], length_of: str) -> list[int]:
+    if length_of not in LENGTH_OF_CHOICES:
+        raise MtkitError(f"length_of={length_of!r} is unknown: choose one of {list(LENGTH_OF_CHOICES)}.")
+    return [len(line.split()) for line in (srcs if length_of == "src" else refs)]
+
+
+def bleu_by_length(srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str],
+                   edges: Sequence[int] = DEFAULT_EDGES,
+                   length_of: Literal["src", "ref"] = "src",
+                   n_boot: int = 1000, seed: int = 12345) -> list[BucketScore]:
+    """Return one BucketScore per length bucket (empty ones included), with a seeded 95% bootstrap CI.
+
+    Lines are bucketed by the whitespace word count of the source (or the reference with
+    length_of="ref"); bucket edges are upper-inclusive. Each bucket's BLEU is corpus BLEU of
+    that subset alone. n_boot=0 skips the bootstrap (CI left None).
+    """
+    check_aligned(srcs, hyps, refs)
+    lengths = _lengths(srcs, refs, length_of)
+    return _bucket_scores(_line_stats(hyps, refs), lengths, edges, n_boot, seed)
+
+
+def evaluate_system(name: str, srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str],
+                    edges: Sequence[int] = DEFAULT_EDGES,
+                    length_of: Literal["src", "ref"] = "src",
+                    n_boot: int = 1000, seed: int = 12345,
+                    paths: dict[str, str | Path] | None = None) -> SystemScore:
+    """Return corpus BLEU/chrF and BLEU by length of one system's hypotheses.
+
+    `paths` maps "src", "hyp", "ref" to the files the lines came from; they only serve
+    to name the files in error messages.
+    """
+    check_aligned(srcs, hyps, refs, paths, name)
+    lengths = _lengths(srcs, refs, length_of)
+    stats = _line_stats(hyps, refs)
+    buckets = _bucket_scores(stats, lengths, edges, n_boot, seed)
+    # Summed sentence statistics give exactly sacrebleu's corpus_score (see corpus_scores).
+    bleu = _score(stats.bleu_metric, stats.bleu.sum(axis=0))
+    chrf = _score(stats.chrf_metric, stats.chrf.sum(axis=0))
+    log.info("%s: BLEU %.2f chrF %.2f on %d lines", name, bleu, chrf, len(hyps))
+    return SystemScore(name, bleu, chrf, stats.bleu_metric.get_signature().format(),
+                       stats.chrf_metric.get_signature().format(), len(hyps), buckets,
+                       length_of, n_boot, seed, tuple(int(e) for e in edges))
+
+
+def _bleu_cell(b: BucketScore) -> str:
+    if b.bleu is None:
+        return "-"
+    if b.ci_low is None:
+        return f"{b.bleu:.1f}"
+    return f"{b.bleu:.1f} [{b.ci_low:.1f}, {b.ci_high:.1f}]"
+
+
+def format_table(systems: Sequence[SystemScore]) -> str:
+    """Return a terminal table: one row per length bucket, per system BLEU [95% CI] and line count.
+
+    Below the buckets come overall BLEU and chrF per system, then the sacrebleu signatures.
+    """
+    if not systems:
+        return "(no systems)"
+    labels = [b.label for b in systems[0].buckets]
+    if any([b.label for b in s.buckets] != labels for s in systems):
+        raise MtkitError("Systems were bucketed with different length edges "
+                         f"({', '.join(f'{s.name}: {list(s.edges)}' for s in systems)}); "
+                         "evaluate them with the same edges to tabulate them together.")
+    same_counts = all([b.count for b in s.buckets] == [b.count for b in systems[0].buckets]
+                      for s in systems)
+    side = "src" if systems[0].length_of == "src" else "ref"
+
+    header = [f"{side} words"] + (["n"] if same_counts else [])
+    for s in systems:
+        header += [f"{s.name} BLEU [95% CI]"] + ([] if same_counts else ["n"])
+    rows = []
+    for i, label in enumerate(labels):
+        row = [label] + ([str(systems[0].buckets[i].count)] if same_counts else [])
+        for s in systems:
+            row += [_bleu_cell(s.buckets[i])] + ([] if same_counts else [str(s.buckets[i].count)])
+        rows.append(row)
+    totals = [["all"] + ([str(systems[0].count)] if same_counts else []),
+              ["chrF"] + ([""] if same_counts else [])]
+    for s in systems:
+        totals[0] += [f"{s.bleu:.1f}"] + ([] if same_counts else [str(s.count)])
+        totals[1] += [f"{s.chrf:.1f}"] + ([] if same_counts else [""])
+
+    widths = [max(len(r[c]) for r in [header, *rows, *totals]) for c in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]).rstrip()
+
+    rule = "-" * len(line(header))
+    out = [line(header), rule, *map(line, rows), rule, *map(line, totals), ""]
+    bleu_sigs = {s.bleu_signature for s in systems}
+    chrf_sigs = {s.chrf_signature for s in systems}
+    if len(bleu_sigs) == 1 and len(chrf_sigs) == 1:
+        out += [f"BLEU: {systems[0].bleu_signature}", f"chrF: {systems[0].chrf_signature}"]
+    else:
+        for s in systems:
+            out += [f"{s.name} BLEU: {s.bleu_signature}", f"{s.name} chrF: {s.chrf_signature}"]
+    boot = {(s.n_boot, s.seed) for s in systems}
+    if len(boot) == 1 and systems[0].n_boot > 0:
+        out.append(f"95% CI: percentile bootstrap, {systems[0].n_boot} resamples, seed {systems[0].seed}")
+    return "\n".join(out)
+
+
+CSV_COLUMNS = ["system", "bucket", "low", "high", "count", "bleu", "ci_low", "ci_high", "chrf",
+               "length_of", "bleu_signature", "chrf_signature"]
+
+
+def write_csv(systems: Sequence[SystemScore], path: Path) -> Path:
+    """Write one row per system and bucket, plus an "all" row per system; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for s in systems:
+            common = {"system": s.name, "length_of": s.length_of,
+                      "bleu_signature": s.bleu_signature, "chrf_signature": s.chrf_signature}
+            for b in s.buckets:
+                writer.writerow({**common, "bucket": b.label, "low": b.low, "high": b.high,
+                                 "count": b.count, "bleu": b.bleu, "ci_low": b.ci_low,
+                                 "ci_high": b.ci_high, "chrf": b.chrf})
+            writer.writerow({**common, "bucket": "all", "low": "", "high": "", "count": s.count,
+                             "bleu": s.bleu, "ci_low": "", "ci_high": "", "chrf": s.chrf})
+    return path
+
+
+def write_json(systems: Sequence[SystemScore], path: Path) -> Path:
+    """Write all scores, signatures, edges and bootstrap settings as JSON; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": JSON_FORMAT, "version": JSON_VERSION,
+            "systems": [{**asdict(s), "edges": list(s.edges)} for s in systems]}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_json(path: Path) -> list[SystemScore]:
+    """Return the systems stored by `write_json`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MtkitError(f"Evaluation file {path} does not exist; write it with write_json "
+                         "(mtkit evaluate ... --json) first.") from None
+    except json.JSONDecodeError as e:
+        raise MtkitError(f"Evaluation file {path} is not valid JSON ({e}); rewrite it with write_json.") from None
+    if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
+        raise MtkitError(f"{path} is not an mtkit evaluation file (no \"format\": \"{JSON_FORMAT}\"); "
+                         "give a file written by write_json.")
+    if data.get("version") != JSON_VERSION:
+        raise MtkitError(f"{path} has evaluation file version {data.get('version')!r}; "
+                         f"this mtkit reads version {JSON_VERSION}. Re-run the evaluation.")
+    try:
+        return [SystemScore(**{**s, "edges": tuple(s["edges"]),
+                               "buckets": [BucketScore(**b) for b in s["buckets"]]})
+                for s in data["systems"]]
+    except (KeyError, TypeError) as e:
+        raise MtkitError(f"{path} has a malformed system entry ({e}); rewrite it with write_json.") from None

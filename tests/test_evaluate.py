@@ -1,0 +1,164 @@
+import csv
+import random
+
+import pytest
+import sacrebleu
+
+from mtkit.errors import MtkitError
+from mtkit.evaluate import (bleu_by_length, bucket_bounds, bucket_index,
+                            corpus_scores, evaluate_system, format_table, load_json, write_csv,
+                            write_json)
+
+
+def toy_corpus(n: int = 60, seed: int = 0, noise: float = 0.3):
+    """Source lengths 1..75 words; hypotheses are references with some words replaced."""
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(50)]
+    srcs, hyps, refs = [], [], []
+    for i in range(n):
+        length = 1 + (i * 7) % 75
+        ref = [rng.choice(vocab) for _ in range(length)]
+        srcs.append(" ".join(rng.choice(vocab) for _ in range(length)))
+        refs.append(" ".join(ref))
+        hyps.append(" ".join(w if rng.random() > noise else rng.choice(vocab) for w in ref))
+    return srcs, hyps, refs
+
+
+def test_bucket_edges_are_upper_inclusive():
+    edges = (10, 20, 30, 40, 50, 60)
+    assert [label for label, _, _ in bucket_bounds(edges)] == \
+        ["1-10", "11-20", "21-30", "31-40", "41-50", "51-60", "61+"]
+    assert bucket_index(0, edges) == 0
+    assert bucket_index(10, edges) == 0
+    assert bucket_index(11, edges) == 1
+    assert bucket_index(60, edges) == 5
+    assert bucket_index(61, edges) == 6
+
+
+def test_custom_edges_and_empty_buckets_are_kept():
+    srcs = ["a", "a b c", "a b c d e f"]  # 1, 3 and 6 words
+    buckets = bleu_by_length(srcs, ["x y", "x y", "x y"], ["x y", "x y", "x y"],
+                             edges=(1, 2, 5), n_boot=0)
+    assert [(b.label, b.low, b.high, b.count) for b in buckets] == \
+        [("1", 0, 1, 1), ("2", 2, 2, 0), ("3-5", 3, 5, 1), ("6+", 6, None, 1)]
+    assert buckets[1].bleu is None and buckets[1].ci_low is None and buckets[1].chrf is None
+
+
+def test_buckets_by_reference_length():
+    srcs = ["a"] * 3
+    refs = ["x", "x y z", "x y z w"]
+    buckets = bleu_by_length(srcs, refs, refs, edges=(2,), length_of="ref", n_boot=0)
+    assert [b.count for b in buckets] == [1, 2]
+
+
+@pytest.mark.parametrize("edges", [(), (10, 10), (20, 10), (0, 10)])
+def test_bad_edges_are_rejected(edges):
+    with pytest.raises(MtkitError, match="edges"):
+        bucket_bounds(edges)
+
+
+def test_unknown_length_side_names_choices():
+    with pytest.raises(MtkitError, match="src"):
+        bleu_by_length(["a"], ["a"], ["a"], length_of="tgt")
+
+
+def test_bucket_bleu_equals_sacrebleu_on_subset():
+    srcs, hyps, refs = toy_corpus()
+    edges = (10, 20, 30, 40, 50, 60)
+    buckets = bleu_by_length(srcs, hyps, refs, edges, n_boot=0)
+    assert sum(b.count for b in buckets) == len(srcs)
+    for i, b in enumerate(buckets):
+        rows = [j for j, s in enumerate(srcs) if bucket_index(len(s.split()), edges) == i]
+        assert b.count == len(rows) > 0
+        sub_hyps, sub_refs = [hyps[j] for j in rows], [refs[j] for j in rows]
+        assert b.bleu == sacrebleu.corpus_bleu(sub_hyps, [sub_refs]).score
+        assert b.chrf == pytest.approx(sacrebleu.corpus_chrf(sub_hyps, [sub_refs]).score)
+
+
+def test_corpus_scores_match_sacrebleu_and_carry_signatures():
+    _, hyps, refs = toy_corpus(20)
+    scores = corpus_scores(hyps, refs)
+    assert scores.bleu == sacrebleu.corpus_bleu(hyps, [refs]).score
+    assert "nrefs:1" in scores.bleu_signature and "tok:13a" in scores.bleu_signature
+    assert "nc:6" in scores.chrf_signature
+
+
+def test_system_overall_equals_corpus_scores():
+    srcs, hyps, refs = toy_corpus(30)
+    system = evaluate_system("a", srcs, hyps, refs, n_boot=0)
+    assert (system.bleu, system.chrf, system.bleu_signature, system.chrf_signature) == \
+        tuple(corpus_scores(hyps, refs))
+    assert system.count == 30
+
+
+def test_bootstrap_is_seeded():
+    srcs, hyps, refs = toy_corpus()
+    first = bleu_by_length(srcs, hyps, refs, n_boot=200, seed=1)
+    again = bleu_by_length(srcs, hyps, refs, n_boot=200, seed=1)
+    other = bleu_by_length(srcs, hyps, refs, n_boot=200, seed=2)
+    intervals = lambda buckets: [(b.ci_low, b.ci_high) for b in buckets]  # noqa: E731
+    assert intervals(first) == intervals(again)
+    assert intervals(first) != intervals(other)
+
+
+def test_interval_contains_point_estimate():
+    srcs, hyps, refs = toy_corpus(200, noise=0.2)
+    for b in bleu_by_length(srcs, hyps, refs, edges=(30,), n_boot=300):
+        assert b.ci_low < b.bleu < b.ci_high
+        assert b.ci_high - b.ci_low < 20  # ~100 sentences per bucket: a usefully narrow interval
+
+
+def test_mismatched_lengths_name_files_and_counts():
+    with pytest.raises(MtkitError) as err:
+        evaluate_system("base", ["a", "b"], ["a"], ["a", "b"],
+                        paths={"src": "test.de", "hyp": "base.hyp", "ref": "test.en"})
+    message = str(err.value)
+    assert "base.hyp: 1 lines" in message and "test.de: 2 lines" in message
+
+
+def test_empty_input_is_an_error():
+    with pytest.raises(MtkitError, match="no lines"):
+        evaluate_system("base", [], [], [])
+
+
+@pytest.fixture(scope="module")
+def systems():
+    srcs, hyps, refs = toy_corpus()
+    _, worse, _ = toy_corpus(noise=0.6)
+    return [evaluate_system("attention", srcs, hyps, refs, n_boot=50),
+            evaluate_system("no-attention", srcs, worse, refs, n_boot=50)]
+
+
+def test_table_lists_systems_buckets_and_signature(systems):
+    table = format_table(systems)
+    assert "attention" in table and "no-attention" in table
+    for b in systems[0].buckets:
+        assert b.label in table
+    first = systems[0].buckets[0]
+    assert f"{first.bleu:.1f} [{first.ci_low:.1f}, {first.ci_high:.1f}]" in table
+    assert systems[0].bleu_signature in table and systems[0].chrf_signature in table
+    assert f"{systems[1].chrf:.1f}" in table
+
+
+def test_json_round_trip(tmp_path, systems):
+    path = write_json(systems, tmp_path / "scores.json")
+    assert load_json(path) == systems
+
+
+def test_csv_has_a_row_per_system_and_bucket(tmp_path, systems):
+    path = write_csv(systems, tmp_path / "scores.csv")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == sum(len(s.buckets) + 1 for s in systems)
+    row = next(r for r in rows if r["system"] == "no-attention" and r["bucket"] == "11-20")
+    bucket = systems[1].buckets[1]
+    assert float(row["bleu"]) == bucket.bleu and int(row["count"]) == bucket.count
+
+
+def test_load_json_rejects_other_files(tmp_path):
+    with pytest.raises(MtkitError, match="does not exist"):
+        load_json(tmp_path / "missing.json")
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    with pytest.raises(MtkitError, match="not an mtkit evaluation file"):
+        load_json(tmp_path / "other.json")
+
