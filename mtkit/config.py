@@ -49,6 +49,7 @@ class DataConfig:
     stratify: bool = True  # test split stratified by source length (see length_edges)
     length_edges: tuple[int, ...] = (10, 20, 30, 40, 50, 60)
     max_sentences: Optional[int] = None  # keep only the first N cleaned pairs (quick runs)
+    cache_dir: str = "runs/cache"  # prepared data, shared by runs with the same data settings
 
 
 @dataclass(frozen=True)
