@@ -78,7 +78,7 @@ def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> CorpusScores:
 
 
 def bucket_bounds(edges: Sequence[int]) -> list[tuple[str, int, int | None]]:
-    """Return (label, low, high) per bucket for upper-inclusive `edges`, e.g. (10, 20) → 1-10, 11-20, 21+."""
+    """Return (label, low, high) per bucket for upper-inclusive `edges`: (10, 20) → 1-10, 11-20, 21+."""
     edges = tuple(edges)
     if not edges or any(not isinstance(e, (int, np.integer)) or e < 1 for e in edges) \
             or any(b <= a for a, b in zip(edges, edges[1:])):
@@ -95,7 +95,7 @@ def bucket_bounds(edges: Sequence[int]) -> list[tuple[str, int, int | None]]:
 
 
 def bucket_index(num_words: int, edges: Sequence[int]) -> int:
-    """Return the bucket a line of `num_words` words falls in: the first edge ≥ num_words, else the open one."""
+    """Return the bucket of a `num_words`-word line: the first edge ≥ num_words, else the open one."""
     return int(np.searchsorted(np.asarray(edges), num_words, side="left"))
 
 
@@ -332,7 +332,8 @@ def load_json(path: Path) -> list[SystemScore]:
         raise MtkitError(f"Evaluation file {path} does not exist; write it with write_json "
                          "(mtkit evaluate ... --json) first.") from None
     except json.JSONDecodeError as e:
-        raise MtkitError(f"Evaluation file {path} is not valid JSON ({e}); rewrite it with write_json.") from None
+        raise MtkitError(f"Evaluation file {path} is not valid JSON ({e}); "
+                         "rewrite it with write_json.") from None
     if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
         raise MtkitError(f"{path} is not an mtkit evaluation file (no \"format\": \"{JSON_FORMAT}\"); "
                          "give a file written by write_json.")

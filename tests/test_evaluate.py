@@ -5,9 +5,8 @@ import pytest
 import sacrebleu
 
 from mtkit.errors import MtkitError
-from mtkit.evaluate import (bleu_by_length, bucket_bounds, bucket_index,
-                            corpus_scores, evaluate_system, format_table, load_json, write_csv,
-                            write_json)
+from mtkit.evaluate import (bleu_by_length, bucket_bounds, bucket_index, corpus_scores,
+                            evaluate_system, format_table, load_json, write_csv, write_json)
 
 
 def toy_corpus(n: int = 60, seed: int = 0, noise: float = 0.3):

@@ -1,0 +1,93 @@
+import struct
+
+import numpy as np
+import pytest
+
+from mtkit.evaluate import BucketScore, SystemScore
+from mtkit.plots import (merge_subwords, plot_alignment_lines, plot_attention_heatmap,
+                         plot_bleu_by_length, text_grid)
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk, after checking the PNG signature."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def system(name: str, bleus: list[float | None]) -> SystemScore:
+    labels = ["1-10", "11-20", "21+"]
+    bounds = [(0, 10), (11, 20), (21, None)]
+    buckets = [BucketScore(label, low, high, 0 if b is None else 5, b,
+                           None if b is None else b - 2, None if b is None else b + 2, b)
+               for label, (low, high), b in zip(labels, bounds, bleus)]
+    return SystemScore(name, 20.0, 40.0, "bleu-sig", "chrf-sig", 10, buckets, edges=(10, 20))
+
+
+def attention(num_tgt: int, num_src: int, seed: int = 0) -> np.ndarray:
+    w = np.random.default_rng(seed).random((num_tgt, num_src)) ** 4
+    return w / w.sum(axis=1, keepdims=True)  # (T, S), rows sum to 1
+
+
+def test_bleu_by_length_png(tmp_path):
+    out = plot_bleu_by_length([system("a", [20.0, None, 15.0]), system("b", [18.0, 17.0, 10.0])],
+                              tmp_path / "figs" / "bleu.png")
+    assert out.exists() and png_size(out) == (1200, 750)  # 8 × 5 in at 150 dpi
+
+
+def test_heatmap_png_grows_with_tokens(tmp_path):
+    small = plot_attention_heatmap(["a", "b"], ["x", "y", "z"], attention(3, 2), tmp_path / "s.png")
+    large = plot_attention_heatmap([f"src{i}" for i in range(30)], [f"tgt{i}" for i in range(25)],
+                                   attention(25, 30), tmp_path / "l.png", title="t")
+    (sw, sh), (lw, lh) = png_size(small), png_size(large)
+    assert lw > 2 * sw and lh > 2 * sh
+
+
+def test_alignment_lines_png(tmp_path):
+    out = plot_alignment_lines(["le", "chat", "noir"], ["the", "black", "cat"],
+                               np.eye(3)[[0, 2, 1]], tmp_path / "lines.png", title="t")
+    width, height = png_size(out)
+    assert width >= 600 and height >= 300
+
+
+def test_weights_must_match_tokens(tmp_path):
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        plot_attention_heatmap(["a", "b", "c"], ["x"], attention(2, 3), tmp_path / "x.png")
+
+
+def test_merge_subwords_hand_example():
+    src = ["▁the", "▁ze", "bra", "</s>"]
+    tgt = ["▁le", "▁zè", "bre", "</s>"]
+    weights = np.array([[0.7, 0.1, 0.1, 0.1],
+                        [0.0, 0.6, 0.4, 0.0],
+                        [0.0, 0.2, 0.6, 0.2],
+                        [0.1, 0.0, 0.0, 0.9]])
+    src_words, tgt_words, merged = merge_subwords(src, tgt, weights)
+    assert src_words == ["the", "zebra", "</s>"]
+    assert tgt_words == ["le", "zèbre", "</s>"]
+    expected = np.array([[0.7, 0.2, 0.1],
+                         [0.0, 0.9, 0.1],   # mean of rows (0, 1.0, 0) and (0, 0.8, 0.2)
+                         [0.1, 0.0, 0.9]])
+    np.testing.assert_allclose(merged, expected)
+
+
+def test_merge_subwords_rows_sum_to_one():
+    src = ["▁a", "b", "c", "▁d", "▁e", "f", "."]
+    tgt = ["▁x", "y", "▁z", "▁w", "v", "u"]
+    _, _, merged = merge_subwords(src, tgt, attention(len(tgt), len(src)).tolist())
+    assert merged.shape == (3, 3)
+    np.testing.assert_allclose(merged.sum(axis=1), np.ones(3))
+
+
+def test_text_grid_one_row_per_target_token():
+    src = ["the", "federal", "court", "decided", "yesterday"]
+    tgt = ["das", "Bundesgericht", "entschied", "gestern", "</s>"]
+    weights = attention(len(tgt), len(src))
+    weights[0] = [1.0, 0, 0, 0, 0]
+    grid = text_grid(src, tgt, weights)
+    rows = [line for line in grid.splitlines() if "│" in line]
+    assert len(rows) == len(tgt)
+    # Labels are cut at 12 characters ("Bundesgeric…"), so rows are indented to 12.
+    assert rows[0] == "das".rjust(12) + " │" + "██" + "  " * 4
+    assert rows[1].startswith("Bundesgeric…")
+    assert max(len(line) for line in grid.splitlines()) <= 120
