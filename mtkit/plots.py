@@ -186,14 +186,15 @@ def plot_alignment_lines(src_tokens: Sequence[str], tgt_tokens: Sequence[str], w
     ax.scatter(src_x, np.ones_like(src_x), s=12, color="black", zorder=3)
     ax.scatter(tgt_x, np.zeros_like(tgt_x), s=12, color="black", zorder=3)
     rotation = 90 if rotate else 0
+    pad = 0.12 / span  # 0.12 in between a dot and its label
     for x, token in zip(src_x, src_tokens):
-        ax.text(x, 1.06, token, ha="center", va="bottom", rotation=rotation, fontsize=fontsize)
+        ax.text(x, 1.0 + pad, token, ha="center", va="bottom", rotation=rotation, fontsize=fontsize)
     for x, token in zip(tgt_x, tgt_tokens):
-        ax.text(x, -0.06, token, ha="center", va="top", rotation=rotation, fontsize=fontsize)
+        ax.text(x, -pad, token, ha="center", va="top", rotation=rotation, fontsize=fontsize)
     ax.text(-0.04, 1.0, "source", ha="right", va="center", fontsize=fontsize, style="italic")
     ax.text(-0.04, 0.0, "target", ha="right", va="center", fontsize=fontsize, style="italic")
     # Room for the labels inside the axes, in data units (the rows are 1 apart, `span` inches).
-    ax.set_ylim(-(tgt_room + 0.15) / span, 1.0 + (src_room + 0.15) / span)
+    ax.set_ylim(-(tgt_room + 0.3) / span, 1.0 + (src_room + 0.3) / span)
     ax.set_xlim(-0.12, 1.05)
     ax.axis("off")
     if title:
