@@ -34,7 +34,7 @@ class Batch(NamedTuple):
 def pad_sequences(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     """Return (padded (B, L) long, lengths (B,) long) of the given id sequences."""
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)  # (B,)
-    out = torch.full((len(seqs), max(1, int(lengths.max(initial=0)))), PAD, dtype=torch.long)  # (B, L)
+    out = torch.full((len(seqs), max([1, *map(len, seqs)])), PAD, dtype=torch.long)  # (B, L)
     for i, seq in enumerate(seqs):
         out[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
     return out, lengths

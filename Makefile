@@ -1,0 +1,40 @@
+# mtkit: `make install` sets up .venv from nothing, `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build, pinned: an unpinned torch would pull a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+
+.PHONY: install data test test-all demo clean
+
+install: $(BIN)/mtkit
+
+$(BIN)/mtkit: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+# The Spanish and English Bibles (SWORD modules) from Debian; needs root (or sudo).
+data:
+	@if [ -f /usr/share/sword/mods.d/spaRV1909eb.conf ] && [ -f /usr/share/sword/mods.d/engKJV2006eb.conf ]; then \
+		echo "SWORD modules already installed"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sword-text-sparv sword-text-kjv sword-text-web; \
+	else \
+		echo "run: sudo apt-get install sword-text-sparv sword-text-kjv sword-text-web"; exit 1; \
+	fi
+
+test: install
+	$(BIN)/pytest -q
+
+test-all: install
+	$(BIN)/pytest -q -m ""
+
+# A small end-to-end run on a synthetic corpus: prepare, train, translate, evaluate.
+demo: install
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) runs results

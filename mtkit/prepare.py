@@ -1,0 +1,214 @@
+"""`mtkit prepare`: sources → clean corpus → splits → tokenizer → encoded, cached tensors.
+
+The work is cached under `data.cache_dir/<fingerprint>/`, where the fingerprint hashes the data
+and tokenizer settings, the seed and the bytes of the inputs: a second run with the same config
+finds the cache and does nothing, a changed setting or input builds a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from mtkit.config import Config, DataConfig
+from mtkit.data import corpus, sources
+from mtkit.data.batching import batch_indices, padding_fraction
+from mtkit.data.tokenizer import Tokenizer, train_tokenizer
+from mtkit.errors import MtkitError
+
+log = logging.getLogger(__name__)
+
+PREPARE_VERSION = 1  # bump when the prepared format or the cleaning changes
+SPLITS = ("train", "dev", "test")
+
+
+class EncodedSplit(NamedTuple):
+    """One split as text and as piece ids (no bos/eos)."""
+
+    src_text: list[str]
+    tgt_text: list[str]
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+
+
+class Prepared(NamedTuple):
+    """The prepared data of an experiment."""
+
+    directory: Path
+    fingerprint: str
+    tokenizer: Tokenizer
+    splits: dict[str, EncodedSplit]
+    report: str
+    reused: bool
+
+
+def prepare(cfg: Config, force: bool = False) -> Prepared:
+    """Return the prepared data for `cfg`, building it unless an up-to-date cache exists."""
+    fingerprint = data_fingerprint(cfg)
+    directory = Path(cfg.data.cache_dir) / fingerprint[:16]
+    done = directory / "meta.json"
+    if done.is_file() and not force:
+        log.info("prepared data is up to date (fingerprint %s) in %s: nothing to do", fingerprint[:16], directory)
+        return load_prepared(directory, reused=True)
+    start = time.perf_counter()
+    directory.mkdir(parents=True, exist_ok=True)
+    pairs, dropped_at_source = read_source(cfg.data)
+    log.info("read %d pairs from the %s source", len(pairs), cfg.data.source)
+    cleaned = corpus.clean(pairs, min_len=cfg.data.min_len, max_len=cfg.data.max_len, max_ratio=cfg.data.max_ratio)
+    kept = cleaned.pairs
+    if cfg.data.max_sentences is not None:
+        kept = kept[: cfg.data.max_sentences]
+    if not kept:
+        raise MtkitError(f"no sentence pairs left after cleaning ({corpus.format_dropped(cleaned.dropped)}); "
+                         "check data.min_len / data.max_len / data.max_ratio")
+    splits = _split(cfg, kept)
+    tokenizer = train_tokenizer(
+        [s for s, _ in splits["train"]], [t for _, t in splits["train"]],
+        vocab_size=cfg.tokenizer.vocab_size, model_type=cfg.tokenizer.model_type, joint=cfg.tokenizer.joint,
+        character_coverage=cfg.tokenizer.character_coverage,
+        max_sentences=cfg.tokenizer.max_train_sentences, seed=cfg.seed,
+    )
+    encoded = {name: _encode(tokenizer, split) for name, split in splits.items()}
+    report = _report(cfg, pairs, dropped_at_source, cleaned.dropped, splits, encoded, tokenizer)
+    _save(directory, tokenizer, encoded, report)
+    meta = {
+        "fingerprint": fingerprint, "version": PREPARE_VERSION, "seconds": round(time.perf_counter() - start, 1),
+        "data": asdict(cfg.data), "tokenizer": asdict(cfg.tokenizer), "seed": cfg.seed,
+        "counts": {name: len(split.src_ids) for name, split in encoded.items()},
+        "dropped": {**dropped_at_source, **cleaned.dropped},
+    }
+    done.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")  # written last: marks the cache complete
+    log.info("prepared data in %s (%.1f s)", directory, meta["seconds"])
+    return Prepared(directory, fingerprint, tokenizer, encoded, report, reused=False)
+
+
+def data_fingerprint(cfg: Config) -> str:
+    """Return a hex digest of everything the prepared data depends on."""
+    data = asdict(cfg.data)
+    data.pop("cache_dir")
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"version": PREPARE_VERSION, "data": data, "tokenizer": asdict(cfg.tokenizer),
+                              "seed": cfg.seed}, sort_keys=True).encode())
+    for path in _input_files(cfg.data):
+        digest.update(str(path).encode())
+        try:
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError:
+            raise MtkitError(f"{path}: input file not found or unreadable (named in the config's data section)") from None
+    return digest.hexdigest()
+
+
+def _input_files(data: DataConfig) -> list[Path]:
+    files = [data.src_file, data.tgt_file] if data.source == "text" else [data.tsv_file] if data.source == "tsv" else []
+    files += [data.dev_src, data.dev_tgt, data.test_src, data.test_tgt]
+    paths = [Path(f) for f in files if f is not None]
+    if data.source == "bible":
+        paths += sources.bible_module_files(data.src_module, data.tgt_module, _maybe_path(data.module_dir))
+    return paths
+
+
+def _maybe_path(value: str | None) -> Path | None:
+    return Path(value) if value is not None else None
+
+
+def read_source(data: DataConfig) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """Return the raw pairs of the configured source and what the reader dropped (reason → count)."""
+    if data.source == "text":
+        return sources.read_parallel_text(Path(data.src_file), Path(data.tgt_file)), {}
+    if data.source == "tsv":
+        return sources.read_tsv(Path(data.tsv_file), data.src_column, data.tgt_column, header=data.tsv_header), {}
+    bible = sources.read_bible(data.src_module, data.tgt_module, _maybe_path(data.module_dir))
+    return bible.pairs, dict(bible.dropped)
+
+
+def _split(cfg: Config, pairs: list[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    data = cfg.data
+    if data.dev_src is not None and data.test_src is not None:
+        dev = corpus.clean(sources.read_parallel_text(Path(data.dev_src), Path(data.dev_tgt)), max_len=10**6,
+                           max_ratio=10**6).pairs
+        test = corpus.clean(sources.read_parallel_text(Path(data.test_src), Path(data.test_tgt)), max_len=10**6,
+                            max_ratio=10**6).pairs
+        held_out = {s for s, _ in dev + test}
+        train = [p for p in pairs if p[0] not in held_out]  # no dev/test source sentence is trained on
+        return {"train": train, "dev": dev, "test": test}
+    if data.dev_size + data.test_size >= len(pairs):
+        raise MtkitError(f"the corpus has {len(pairs)} pairs after cleaning, too few for data.dev_size "
+                         f"({data.dev_size}) + data.test_size ({data.test_size}) plus a training split")
+    edges = data.length_edges if data.stratify else None
+    split = corpus.split(pairs, dev_size=data.dev_size, test_size=data.test_size, seed=cfg.seed, stratify_edges=edges)
+    return {"train": split.train, "dev": split.dev, "test": split.test}
+
+
+def _encode(tokenizer: Tokenizer, pairs: list[tuple[str, str]]) -> EncodedSplit:
+    src = [s for s, _ in pairs]
+    tgt = [t for _, t in pairs]
+    return EncodedSplit(src, tgt, tokenizer.encode_src(src), tokenizer.encode_tgt(tgt))
+
+
+def _flat(seqs: list[list[int]]) -> dict[str, Tensor]:
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    ids = torch.tensor([i for s in seqs for i in s], dtype=torch.int32)
+    return {"ids": ids, "lengths": lengths}
+
+
+def _unflat(stored: dict[str, Tensor]) -> list[list[int]]:
+    return [chunk.tolist() for chunk in torch.split(stored["ids"], stored["lengths"].tolist())]
+
+
+def _save(directory: Path, tokenizer: Tokenizer, encoded: dict[str, EncodedSplit], report: str) -> None:
+    tokenizer.save(directory)
+    for name, split in encoded.items():
+        (directory / f"{name}.src").write_text("".join(s + "\n" for s in split.src_text), encoding="utf-8")
+        (directory / f"{name}.tgt").write_text("".join(t + "\n" for t in split.tgt_text), encoding="utf-8")
+        torch.save({"src": _flat(split.src_ids), "tgt": _flat(split.tgt_ids)}, directory / f"{name}.pt")
+    (directory / "report.txt").write_text(report + "\n", encoding="utf-8")
+
+
+def load_prepared(directory: Path, reused: bool = False) -> Prepared:
+    """Return the prepared data stored in `directory`."""
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        raise MtkitError(f"{directory}: no prepared data here (meta.json missing); run `mtkit prepare CONFIG`")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    tokenizer = Tokenizer.load(directory)
+    splits = {}
+    for name in SPLITS:
+        stored = torch.load(directory / f"{name}.pt", weights_only=True)
+        src_text = (directory / f"{name}.src").read_text(encoding="utf-8").splitlines()
+        tgt_text = (directory / f"{name}.tgt").read_text(encoding="utf-8").splitlines()
+        splits[name] = EncodedSplit(src_text, tgt_text, _unflat(stored["src"]), _unflat(stored["tgt"]))
+    report = (directory / "report.txt").read_text(encoding="utf-8").rstrip("\n")
+    return Prepared(directory, meta["fingerprint"], tokenizer, splits, report, reused)
+
+
+def _report(cfg: Config, raw: list, dropped_at_source: dict[str, int], dropped: dict[str, int],
+            splits: dict[str, list], encoded: dict[str, EncodedSplit], tokenizer: Tokenizer) -> str:
+    train = encoded["train"]
+    batches = batch_indices([len(s) for s in train.src_ids], [len(t) for t in train.tgt_ids],
+                            cfg.train.batch_tokens, seed=cfg.seed)
+    pad = padding_fraction([len(s) for s in train.src_ids], [len(t) for t in train.tgt_ids], batches)
+    pieces = sum(len(t) for t in train.tgt_ids)
+    lines = [
+        f"source: {cfg.data.source}; {len(raw)} pairs read",
+        f"dropped: {corpus.format_dropped({**dropped_at_source, **dropped})}",
+        f"kept: {sum(len(v) for v in splits.values())} pairs "
+        + " / ".join(f"{name} {len(v)}" for name, v in splits.items()),
+        "",
+        corpus.length_report(splits, cfg.data.length_edges),
+        "",
+        f"tokenizer: {'joint' if tokenizer.joint else 'separate'} {cfg.tokenizer.model_type}, "
+        f"vocabulary {tokenizer.src_vocab} (src) / {tokenizer.tgt_vocab} (tgt); "
+        f"{pieces / max(1, sum(len(t.split()) for t in train.tgt_text)):.2f} target pieces per word",
+        f"training batches: {len(batches)} of ≤{cfg.train.batch_tokens} tokens, padding {pad:.1%}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Greedy and batched beam search over a Seq2Seq, calling the same decoder step training uses.
+
+Both work on a padded source batch and return small records. Scores are sums of log
+probabilities (eos included); beam search ranks finished hypotheses by
+`log_prob / length ** length_penalty` and stops a sentence once it holds `beam` finished ones.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from mtkit.data.batching import pad_sequences
+from mtkit.data.tokenizer import BOS, EOS
+from mtkit.model import Seq2Seq
+
+
+class Hypothesis(NamedTuple):
+    """One output sentence."""
+
+    tokens: list[int]  # target ids, without bos/eos
+    score: float  # ranking score: log_prob / length ** length_penalty
+    attention: Tensor | None  # (T, S) weights for the emitted tokens; None without attention
+    log_prob: float  # model score: sum of token log probabilities, eos included
+
+
+def max_lengths(src_len: Tensor, ratio: float, extra: int) -> Tensor:
+    """Return the output length limit of each sentence: ratio × source length + extra."""
+    return (src_len.float() * ratio).ceil().long() + extra  # (B,)
+
+
+def _select(record: Any, idx: Tensor) -> Any:
+    """Return a NamedTuple of batch-first tensors with rows `idx` (None fields stay None)."""
+    return type(record)(*(None if t is None else t.index_select(0, idx) for t in record))
+
+
+def _log_probs(model: Seq2Seq, prev: Tensor, state: Any, memory: Any) -> tuple[Tensor, Any, Tensor | None]:
+    out = model.decoder.step(prev, state, memory)
+    return model.decoder.logits(out.features).float().log_softmax(-1), out.state, out.attention  # (N, V)
+
+
+@torch.inference_mode()
+def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len: Tensor) -> list[Hypothesis]:
+    """Return the greedy (most probable next token) output for each source sentence."""
+    batch = src.size(0)
+    state, memory = model.encode(src, src_len)
+    prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)  # (B,)
+    done = torch.zeros(batch, dtype=torch.bool, device=src.device)  # (B,)
+    log_prob = torch.zeros(batch, device=src.device)  # (B,)
+    steps, attention = [], []
+    for t in range(int(max_len.max())):
+        lp, state, weights = _log_probs(model, prev, state, memory)  # (B, V)
+        best_lp, prev = lp.max(-1)  # (B,), (B,)
+        log_prob += best_lp.masked_fill(done, 0.0)
+        steps.append(prev.masked_fill(done, EOS))
+        if weights is not None:
+            attention.append(weights.float())
+        done |= (prev == EOS) | (t + 1 >= max_len)
+        if bool(done.all()):
+            break
+    tokens = torch.stack(steps, 1).tolist()  # (B, T)
+    attn = torch.stack(attention, 1).cpu() if attention else None  # (B, T, S)
+    hyps = []
+    for i, row in enumerate(tokens):
+        n = row.index(EOS) if EOS in row else len(row)
+        lp = float(log_prob[i])
+        weights = attn[i, :n, : int(src_len[i])] if attn is not None else None
+        hyps.append(Hypothesis(row[:n], lp, weights, lp))
+    return hyps
+
+
+@torch.inference_mode()
+def beam_search(
+    model: Seq2Seq,
+    src: Tensor,
+    src_len: Tensor,
+    max_len: Tensor,
+    beam: int = 5,
+    length_penalty: float = 1.0,
+    n_best: int = 1,
+) -> list[list[Hypothesis]]:
+    """Return the `n_best` hypotheses of each sentence, best first, from a batched beam search.
+
+    All sentences of the batch and their `beam` hypotheses run as one (B·K) batch; a sentence
+    leaves the batch once it has `beam` finished hypotheses. A beam of 1 reproduces `greedy`.
+    """
+    batch, k, device = src.size(0), beam, src.device
+    n_best = min(n_best, beam)
+    state, memory = model.encode(src, src_len)
+    rows = torch.arange(batch, device=device).repeat_interleave(k)  # (B·K,)
+    state, memory = _select(state, rows), _select(memory, rows)
+    active = torch.arange(batch, device=device)  # original index of each active sentence (A,)
+    scores = torch.full((batch, k), -math.inf, device=device)  # (A, K) summed log probs
+    scores[:, 0] = 0.0  # all beams start equal: keep one so the first step does not pick duplicates
+    history = torch.full((batch * k, 0), BOS, dtype=torch.long, device=device)  # (A·K, t)
+    attn_history: Tensor | None = None  # (A·K, t, S)
+    prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    limits = max_len.to(device)
+
+    for t in range(int(limits.max())):
+        lp, state, weights = _log_probs(model, prev, state, memory)  # (A·K, V)
+        vocab = lp.size(-1)
+        candidates = (scores.unsqueeze(-1) + lp.view(-1, k, vocab)).view(-1, k * vocab)  # (A, K·V)
+        top_scores, top_ids = candidates.topk(2 * k, dim=-1)  # (A, 2K)
+        origin, token = top_ids // vocab, top_ids % vocab  # beam index, token id (A, 2K)
+        is_eos = token == EOS
+        last = (t + 1) >= limits[active]  # (A,) sentences at their length limit
+        # Finished: eos among the top K candidates, or any live beam at the length limit.
+        rank = torch.arange(2 * k, device=device).expand_as(token)
+        ends = (is_eos & (rank < k)) | (last.unsqueeze(1) & (rank < k))
+        ends &= top_scores > -math.inf
+        if weights is not None:
+            step_attn = weights.float().unsqueeze(1)  # (A·K, 1, S)
+            attn_history = step_attn if attn_history is None else torch.cat([attn_history, step_attn], 1)
+        for a, j in ends.nonzero().tolist():
+            sent, b = int(active[a]), int(origin[a, j])
+            if len(finished[sent]) >= k:
+                continue
+            flat = a * k + b
+            tokens = history[flat].tolist() + ([] if bool(is_eos[a, j]) else [int(token[a, j])])
+            log_prob = float(top_scores[a, j])
+            length = len(tokens) + int(bool(is_eos[a, j]))
+            attention = None
+            if attn_history is not None:
+                attention = attn_history[flat, : len(tokens), : int(src_len[sent])].cpu()
+            score = log_prob / (max(length, 1) ** length_penalty)
+            finished[sent].append(Hypothesis(tokens, score, attention, log_prob))
+        # Continue with the K best candidates that did not end (stable: lower rank first).
+        order = (is_eos.long() * 2 * k + rank).argsort(dim=-1)[:, :k]  # (A, K)
+        scores = top_scores.gather(1, order)
+        scores = scores.masked_fill(is_eos.gather(1, order), -math.inf)
+        src_beam = origin.gather(1, order)  # (A, K)
+        prev = token.gather(1, order).view(-1)  # (A·K,)
+        done = last | torch.tensor([len(finished[int(s)]) >= k for s in active], device=device)
+        flat_src = (torch.arange(active.numel(), device=device).unsqueeze(1) * k + src_beam).view(-1)  # (A·K,)
+        keep = (~done).nonzero().squeeze(1)  # (A',)
+        if keep.numel() == 0:
+            break
+        flat_keep = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)  # (A'·K,)
+        reorder = flat_src.index_select(0, flat_keep)  # rows of the current batch to keep, in new order
+        prev = prev.index_select(0, flat_keep)
+        history = torch.cat([history.index_select(0, reorder), prev.unsqueeze(1)], 1)  # (A'·K, t+1)
+        if attn_history is not None:
+            attn_history = attn_history.index_select(0, reorder)
+        state, memory = _select(state, reorder), _select(memory, reorder)
+        scores = scores.index_select(0, keep)
+        active = active.index_select(0, keep)
+
+    return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
+
+
+def decode(
+    model: Seq2Seq,
+    src_ids: list[list[int]],
+    beam: int = 1,
+    length_penalty: float = 1.0,
+    n_best: int = 1,
+    max_len_ratio: float = 2.0,
+    max_len_extra: int = 10,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+) -> list[list[Hypothesis]]:
+    """Return n-best lists for many id sequences, decoded in batches of similar length, in input order.
+
+    Sorting by length keeps padding (and wasted steps) small; the original order is restored.
+    An empty sequence gets an empty hypothesis without running the model.
+    """
+    model.eval()
+    results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, None, 0.0)] for _ in src_ids]
+    order = sorted((i for i, s in enumerate(src_ids) if s), key=lambda i: len(src_ids[i]))
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        src, src_len = pad_sequences([src_ids[i] for i in index])
+        src, src_len = src.to(device), src_len.to(device)
+        limits = max_lengths(src_len, max_len_ratio, max_len_extra)
+        if beam == 1 and n_best == 1:
+            hyps = [[h] for h in greedy(model, src, src_len, limits)]
+        else:
+            hyps = beam_search(model, src, src_len, limits, beam, length_penalty, n_best)
+        for i, h in zip(index, hyps):
+            results[i] = h
+    return results

@@ -1,0 +1,431 @@
+"""`mtkit train`: the training loop, validation, budgets, early stopping and checkpoints.
+
+The loop reads top to bottom. Everything a restart needs is in `TrainState` (saved with the
+model, optimizer, scheduler and RNG states), and the batch order of an epoch is a function of the
+seed and the epoch number, so a resumed run replays exactly the steps an uninterrupted one takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import platform
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import sacrebleu
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mtkit import __version__
+from mtkit.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_states
+from mtkit.config import Config, save_config
+from mtkit.data.batching import Batch, batch_indices, collate
+from mtkit.data.tokenizer import PAD
+from mtkit.errors import MtkitError
+from mtkit.model import Seq2Seq, build_model, describe
+from mtkit.prepare import EncodedSplit, Prepared, prepare
+from mtkit.search import decode
+
+log = logging.getLogger(__name__)
+
+LATEST = Path("runs") / "latest"  # names the most recent run, for translate/eval without --run
+
+
+class Validation(NamedTuple):
+    """Dev-set scores at one step."""
+
+    loss: float  # per target token
+    ppl: float
+    bleu: float
+    sentences: int
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    """Return the device to use: CUDA when available (or asked for), else the CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MtkitError("train.device / --device is 'cuda' but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def set_threads(threads: int | None) -> None:
+    """Use `threads` CPU threads for tensor work (all cores when None)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def write_latest(run_dir: Path) -> None:
+    """Point `runs/latest` at `run_dir`."""
+    LATEST.parent.mkdir(parents=True, exist_ok=True)
+    LATEST.write_text(str(run_dir.resolve()) + "\n", encoding="utf-8")
+
+
+def read_latest() -> Path:
+    """Return the most recent run directory, or raise with what to do."""
+    if not LATEST.is_file():
+        raise MtkitError(f"no run given and {LATEST} does not exist; train one with `mtkit train CONFIG` or pass --run DIR")
+    run_dir = Path(LATEST.read_text(encoding="utf-8").strip())
+    if not run_dir.is_dir():
+        raise MtkitError(f"{LATEST} names {run_dir}, which no longer exists; pass --run DIR")
+    return run_dir
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """Return the configured optimizer over the model's parameters."""
+    t = cfg.train
+    params = model.parameters()
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.Adadelta(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> Any:
+    """Return the learning-rate schedule (None for constant)."""
+    t = cfg.train
+    if t.schedule == "plateau":
+        mode = "max" if t.early_stop_metric == "bleu" else "min"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=t.plateau_factor,
+                                                          patience=t.plateau_patience)
+    if t.schedule == "inverse_sqrt":
+        warmup = t.warmup_steps
+        # Linear warm-up to lr, then decay with 1/sqrt(step) (Vaswani et al. 2017, eq. 3 shape).
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1))))
+    return None
+
+
+def sequence_loss(logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Return the summed cross-entropy over real target tokens. logits (B, T, V), tgt_out (B, T)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt_out.reshape(-1), ignore_index=PAD,
+                           label_smoothing=label_smoothing, reduction="sum")
+
+
+def forward_logits(model: Seq2Seq, batch: Batch, teacher_forcing: float = 1.0) -> torch.Tensor:
+    """Return logits (B, T, V); below 1.0 teacher forcing feeds back the model's own argmax at random steps."""
+    if teacher_forcing >= 1.0:
+        return model(batch.src, batch.src_len, batch.tgt_in)[0]
+    state, memory = model.encode(batch.src, batch.src_len)
+    prev, features = batch.tgt_in[:, 0], []
+    for t in range(batch.tgt_in.size(1)):
+        out = model.decoder.step(prev, state, memory)
+        state = out.state
+        features.append(out.features)
+        if t + 1 < batch.tgt_in.size(1):
+            guess = model.decoder.logits(out.features).argmax(-1)  # (B,)
+            use_ref = torch.rand(guess.shape, device=guess.device) < teacher_forcing
+            prev = torch.where(use_ref, batch.tgt_in[:, t + 1], guess)
+    return model.decoder.logits(torch.stack(features, 1))  # (B, T, V)
+
+
+def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, cfg: Config,
+               autocast: Any) -> float:
+    """Take one optimisation step on `batch`; return its loss per target token."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    tokens = batch.num_tgt_tokens
+    with autocast():
+        logits = forward_logits(model, batch, cfg.train.teacher_forcing)
+    loss = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing) / tokens
+    if not torch.isfinite(loss):
+        return float(loss)
+    loss.backward()
+    if cfg.train.clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
+    optimizer.step()
+    return float(loss)
+
+
+@torch.inference_mode()
+def validate(model: Seq2Seq, split: EncodedSplit, prepared: Prepared, cfg: Config, device: torch.device) -> Validation:
+    """Return dev loss, perplexity and greedy BLEU (on the first `train.valid_bleu_sentences` sentences)."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for index in batch_indices([len(s) for s in split.src_ids], [len(t) for t in split.tgt_ids],
+                               cfg.train.batch_tokens):
+        batch = collate(split.src_ids, split.tgt_ids, index).to(device)
+        logits = model(batch.src, batch.src_len, batch.tgt_in)[0]
+        total += float(sequence_loss(logits, batch.tgt_out))
+        tokens += batch.num_tgt_tokens
+    loss = total / max(tokens, 1)
+    n = min(cfg.train.valid_bleu_sentences, len(split.src_ids))
+    bleu = 0.0
+    if n:
+        hyps = decode(model, split.src_ids[:n], beam=1, max_len_ratio=cfg.decode.max_len_ratio,
+                      max_len_extra=cfg.decode.max_len_extra, batch_size=cfg.decode.batch_size, device=device)
+        outputs = [prepared.tokenizer.decode_tgt(h[0].tokens) for h in hyps]
+        bleu = sacrebleu.corpus_bleu(outputs, [split.tgt_text[:n]]).score
+    return Validation(loss, math.exp(min(loss, 50.0)), bleu, n)
+
+
+def _improved(state: TrainState, value: float, metric: str) -> bool:
+    if state.best_metric is None:
+        return True
+    return value > state.best_metric if metric == "bleu" else value < state.best_metric
+
+
+def _environment(cfg: Config, device: torch.device) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    import sentencepiece
+
+    return {
+        "seed": cfg.seed, "mtkit": __version__, "git_commit": commit, "python": platform.python_version(),
+        "torch": torch.__version__, "sacrebleu": sacrebleu.__version__, "sentencepiece": sentencepiece.__version__,
+        "device": str(device), "threads": torch.get_num_threads(), "platform": platform.platform(),
+    }
+
+
+def _prepare_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Path:
+    run_dir = Path(cfg.run_dir)
+    occupied = run_dir.exists() and any(run_dir.iterdir())
+    if occupied and not resume:
+        if not overwrite:
+            raise MtkitError(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to "
+                             f"start again (its files are deleted), or change `run_dir`")
+        shutil.rmtree(run_dir)
+    if resume and not (run_dir / "last.pt").is_file():
+        raise MtkitError(f"--resume: {run_dir / 'last.pt'} does not exist; start the run without --resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+class _StopSignal:
+    """Turns SIGTERM / Ctrl-C into a flag the loop checks after each step, so `last` gets saved."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignal":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave the defaults alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records after `step`: a resumed run writes them again."""
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= step), encoding="utf-8")
+
+
+def _add_file_log(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("mtkit").addHandler(handler)
+    return handler
+
+
+def train(cfg: Config, resume: bool = False, overwrite: bool = False, device: str | None = None) -> TrainState:
+    """Train the model of `cfg` into `cfg.run_dir`; return the final TrainState.
+
+    With `resume`, the run continues from its `last.pt` (model, optimizer, scheduler, RNG states and
+    data position), so its losses match those of a run that was never interrupted.
+    """
+    run_dir = _prepare_run_dir(cfg, resume, overwrite)
+    handler = _add_file_log(run_dir)
+    try:
+        return _train(cfg, run_dir, resume, choose_device(device or cfg.train.device))
+    finally:
+        logging.getLogger("mtkit").removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> TrainState:
+    set_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)
+    prepared = prepare(cfg)
+    tokenizer, train_split, dev_split = prepared.tokenizer, prepared.splits["train"], prepared.splits["dev"]
+    model = build_model(cfg.model, tokenizer.src_vocab, tokenizer.tgt_vocab).to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    state = TrainState()
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume:
+        saved = load_checkpoint(run_dir / "last.pt", device)
+        model.load_state_dict(saved.model.state_dict())
+        optimizer.load_state_dict(saved.raw["optimizer"])
+        if scheduler is not None and "scheduler" in saved.raw:
+            scheduler.load_state_dict(saved.raw["scheduler"])
+        set_rng_states(saved.raw["rng"])
+        state = replace(saved.state, finished=False, stop_reason="")
+        _truncate_metrics(metrics_path, state.step)
+        log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, state.step, state.epoch, state.batch_in_epoch)
+    save_config(cfg, run_dir / "config.yaml")
+    (run_dir / "environment.json").write_text(json.dumps(_environment(cfg, device), indent=2) + "\n")
+    write_latest(run_dir)
+    log.info("%s on %s; data %s", describe(model), device, prepared.directory)
+    log.info("\n%s", prepared.report)
+
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
+    t = cfg.train
+    src_lengths = [len(s) for s in train_split.src_ids]
+    tgt_lengths = [len(s) for s in train_split.tgt_ids]
+    started = time.perf_counter() - state.seconds
+    window_tokens, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
+
+    def elapsed() -> float:
+        return time.perf_counter() - started
+
+    def checkpoint(name: str) -> None:
+        state.seconds = elapsed()
+        save_checkpoint(run_dir / name, model, cfg, tokenizer, state, optimizer, scheduler)
+
+    def run_validation() -> bool:
+        """Validate, log, save best/last; return True when early stopping says stop."""
+        result = validate(model, dev_split, prepared, cfg, device)
+        value = result.bleu if t.early_stop_metric == "bleu" else result.loss
+        if scheduler is not None and t.schedule == "plateau":
+            scheduler.step(value)
+        better = _improved(state, value, t.early_stop_metric)
+        if better:
+            state.best_metric, state.best_step, state.bad_validations = value, state.step, 0
+        else:
+            state.bad_validations += 1
+        record = {"step": state.step, "epoch": state.epoch, "kind": "valid", "dev_loss": round(result.loss, 6),
+                  "dev_ppl": round(result.ppl, 4), "dev_bleu": round(result.bleu, 4),
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed(), 1), "best": better}
+        _append_jsonl(metrics_path, record)
+        tqdm.write(f"step {state.step:>6}  epoch {state.epoch}  dev loss {result.loss:.4f}  ppl {result.ppl:.2f}  "
+                   f"BLEU {result.bleu:.2f}{'  (best)' if better else ''}")
+        log.info("validation %s", record)
+        _save_attention_samples(model, prepared, cfg, run_dir, state.step, device)
+        stop = t.patience is not None and state.bad_validations >= t.patience
+        if stop:
+            state.finished, state.stop_reason = True, f"early stopping: no better dev {t.early_stop_metric} in {t.patience} validations"
+        if better:
+            checkpoint("best.pt")
+        checkpoint("last.pt")
+        return stop
+
+    with _StopSignal() as stop_signal:
+        while state.epoch < t.epochs and not state.finished:
+            batches = batch_indices(src_lengths, tgt_lengths, t.batch_tokens, seed=cfg.seed + state.epoch)
+            bar = tqdm(total=len(batches), initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
+                       unit="batch", dynamic_ncols=True, leave=False)
+            for index in batches[state.batch_in_epoch :]:
+                batch = collate(train_split.src_ids, train_split.tgt_ids, index).to(device)
+                loss = train_step(model, optimizer, batch, cfg, autocast)
+                if not math.isfinite(loss):
+                    bar.close()
+                    raise MtkitError(f"step {state.step + 1}: the training loss is {loss}; stopped, and the last good "
+                                     f"checkpoint in {run_dir} is kept. Lower train.lr or set train.clip, then "
+                                     f"`mtkit train --resume`")
+                if scheduler is not None and t.schedule == "inverse_sqrt":
+                    scheduler.step()
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.tokens += batch.num_tgt_tokens
+                window_tokens += batch.num_tgt_tokens
+                window_loss += loss
+                window_steps += 1
+                bar.update(1)
+                if state.step % t.log_every == 0:
+                    speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                    lr = optimizer.param_groups[0]["lr"]
+                    bar.set_postfix(loss=f"{window_loss / window_steps:.3f}", tok_s=f"{speed:.0f}", lr=f"{lr:.2e}")
+                    _append_jsonl(metrics_path, {"step": state.step, "epoch": state.epoch, "kind": "train",
+                                                 "loss": round(window_loss / window_steps, 6),
+                                                 "tokens_per_s": round(speed, 1), "lr": lr})
+                    window_tokens, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
+                reason = _budget_spent(cfg, state, elapsed())
+                if t.valid_every and state.step % t.valid_every == 0:
+                    if run_validation():
+                        break
+                if reason:
+                    state.finished, state.stop_reason = True, reason
+                    break
+                if stop_signal.received:
+                    bar.close()
+                    checkpoint("last.pt")
+                    raise MtkitError(f"{stop_signal.received} received at step {state.step}: saved "
+                                     f"{run_dir / 'last.pt'}; continue with `mtkit train --resume`")
+            bar.close()
+            if state.finished:
+                break
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            if not t.valid_every and run_validation():
+                break
+        if not state.finished:
+            state.finished, state.stop_reason = True, f"reached train.epochs = {t.epochs}"
+        # Final validation unless the last step was just validated.
+        last = _last_record(metrics_path)
+        if last is None or last.get("step") != state.step or last.get("kind") != "valid":
+            run_validation()
+        state.finished = True
+        checkpoint("last.pt")
+    log.info("finished after %d steps (%.0f s): %s; best dev %s %.4f at step %d", state.step, state.seconds,
+             state.stop_reason, t.early_stop_metric, state.best_metric or 0.0, state.best_step)
+    tqdm.write(f"done: {state.stop_reason}; best dev {t.early_stop_metric} {state.best_metric:.4f} at step "
+               f"{state.best_step}; checkpoints in {run_dir}")
+    return state
+
+
+def _budget_spent(cfg: Config, state: TrainState, seconds: float) -> str:
+    t = cfg.train
+    if t.max_steps is not None and state.step >= t.max_steps:
+        return f"reached train.max_steps = {t.max_steps}"
+    if t.max_minutes is not None and seconds >= 60 * t.max_minutes:
+        return f"reached train.max_minutes = {t.max_minutes}"
+    return ""
+
+
+def _last_record(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return json.loads(lines[-1]) if lines else None
+
+
+def _save_attention_samples(model: Seq2Seq, prepared: Prepared, cfg: Config, run_dir: Path, step: int,
+                            device: torch.device) -> None:
+    """Plot the attention of a few fixed dev sentences, so alignment can be watched as it emerges."""
+    n = min(cfg.train.attention_samples, len(prepared.splits["dev"].src_ids))
+    if not n or not model.has_attention:
+        return
+    from mtkit.plots import plot_attention_heatmap  # matplotlib only when plots are wanted
+
+    dev = prepared.splits["dev"]
+    hyps = decode(model, dev.src_ids[:n], beam=1, device=device)
+    out_dir = run_dir / "attention"
+    out_dir.mkdir(exist_ok=True)
+    for i, (src, nbest) in enumerate(zip(dev.src_ids[:n], hyps)):
+        hyp = nbest[0]
+        if hyp.attention is None or not hyp.tokens:
+            continue
+        plot_attention_heatmap(prepared.tokenizer.src_pieces(src), prepared.tokenizer.tgt_pieces(hyp.tokens),
+                               hyp.attention.numpy(), out_dir / f"dev{i}_step{step:07d}.png",
+                               title=f"dev sentence {i}, step {step}")

@@ -1,0 +1,58 @@
+import pytest
+
+from mtkit.config import Config, config_from_dict, config_to_dict, load_config, save_config
+from mtkit.errors import MtkitError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_and_yaml_overrides(tmp_path):
+    cfg = load_config(write(tmp_path, "model:\n  hidden_dim: 64\n  attention:\n    kind: dot\n"))
+    assert cfg.model.hidden_dim == 64 and cfg.model.attention.kind == "dot"
+    assert cfg.model.emb_dim == Config().model.emb_dim  # untouched keys keep their dataclass default
+
+
+def test_set_overrides_are_parsed_and_validated(tmp_path):
+    cfg = load_config(write(tmp_path, "seed: 1\n"), ["train.lr=0.01", "data.length_edges=[5, 10]"])
+    assert cfg.train.lr == 0.01 and cfg.data.length_edges == (5, 10)
+    with pytest.raises(MtkitError, match="train.lr"):
+        load_config(None, ["train.lr=fast"])
+
+
+def test_unknown_key_names_path_and_suggests(tmp_path):
+    with pytest.raises(MtkitError, match=r"`model.hiden_dim`: unknown key; did you mean `hidden_dim`"):
+        load_config(write(tmp_path, "model:\n  hiden_dim: 3\n"))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model:\n  dropout: 1.5\n", r"`model.dropout`: got 1.5; must be between"),
+    ("model:\n  cell: transformer\n", r"`model.cell`: got 'transformer'; expected one of 'rnn', 'gru', 'lstm'"),
+    ("train:\n  epochs: two\n", r"`train.epochs`: got 'two'; expected an integer"),
+    ("model: 3\n", r"`model` must be a mapping"),
+    ("data:\n  source: text\n", r"`data.src_file` is required"),
+    ("model:\n  hidden_dim: [1\n", r"line \d+: not valid YAML"),
+])
+def test_bad_values_name_key_and_allowed(tmp_path, text, expected):
+    with pytest.raises(MtkitError, match=expected):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file_names_path(tmp_path):
+    with pytest.raises(MtkitError, match="nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_round_trip_through_dict_and_yaml(tmp_path):
+    cfg = load_config(None, ["model.cell=lstm", "eval.edges=[10, 20]"])
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg
+
+
+def test_config_is_immutable():
+    with pytest.raises(Exception):
+        Config().model.hidden_dim = 3  # type: ignore[misc]
