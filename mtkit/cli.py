@@ -110,6 +110,100 @@ def translate(
     log.info("translated %d lines", len(lines))
 
 
+@app.command("eval")
+def eval_(
+    run: List[Path] = typer.Option([], help="Run directory to evaluate on its test split (repeatable; default: latest)."),
+    by_length: bool = typer.Option(False, "--by-length", help="Also score buckets of sentence length and plot them."),
+    src: Optional[Path] = typer.Option(None, help="Source file, to score system outputs given with --hyp."),
+    ref: Optional[Path] = typer.Option(None, help="Reference file (with --src and --hyp)."),
+    hyp: List[Path] = typer.Option([], help="System output file (repeatable)."),
+    name: List[str] = typer.Option([], help="Label of each run / --hyp, in order (default: its directory/file name)."),
+    checkpoint: str = typer.Option("best", help="best or last (for runs)."),
+    beam: Optional[int] = typer.Option(None, help="Beam size for translating runs (default: the run's decode.beam)."),
+    edges: Optional[str] = typer.Option(None, help="Bucket edges in words, e.g. 10,20,30,40,50,60."),
+    length_of: str = typer.Option("src", help="Bucket by the length of the source (src) or the reference (ref)."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (0: none)."),
+    seed: int = typer.Option(12345, help="Bootstrap seed."),
+    out: Optional[Path] = typer.Option(None, help="Directory for scores.json, scores.csv and bleu_by_length.png."),
+) -> None:
+    """Score runs or output files: corpus BLEU and chrF, and with --by-length BLEU per length bucket."""
+    from mtkit import evaluate
+
+    try:
+        bucket_edges = tuple(int(e) for e in edges.split(",")) if edges else evaluate.DEFAULT_EDGES
+    except ValueError:
+        raise MtkitError(f"--edges {edges!r}: give increasing whole numbers separated by commas, e.g. 10,20,30") from None
+    systems = evaluate.compare(
+        runs=run, src=src, ref=ref, hyps=hyp, names=name, checkpoint=checkpoint, beam=beam,
+        edges=bucket_edges, length_of=length_of, n_boot=bootstrap if by_length else 0, seed=seed,
+    )
+    typer.echo(evaluate.format_table(systems) if by_length else evaluate.format_summary(systems))
+    out_dir = out or (Path(run[0]) / "eval" if run else Path("results") / "eval")
+    for path in evaluate.write_results(systems, out_dir, plot=by_length):
+        typer.echo(f"wrote {path}", err=True)
+
+
+@app.command()
+def attention(
+    sentence: Optional[str] = typer.Argument(None, help="Source sentence to translate and plot."),
+    run: Optional[Path] = typer.Option(None, help="Run directory (default: the latest run)."),
+    checkpoint: str = typer.Option("best", help="best, last, or a path to a checkpoint file."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Take the sentence from line --line of FILE."),
+    from_json: Optional[Path] = typer.Option(None, help="Plot record --line of a `translate --attention` file instead."),
+    line: int = typer.Option(1, min=1, help="Line number (1-based) in --input or --from-json."),
+    words: bool = typer.Option(False, "--words", help="Merge subword pieces into words."),
+    text: bool = typer.Option(False, "--text", help="Also print the weights as a shaded grid in the terminal."),
+    threshold: float = typer.Option(0.05, help="Alignment lines below this weight are left out."),
+    out: Path = typer.Option(Path("results") / "attention", help="Directory for the PNG files."),
+    stem: str = typer.Option("attention", help="File name stem: STEM_heatmap.png and STEM_lines.png."),
+) -> None:
+    """Translate a sentence and draw its attention: a heatmap and an alignment-line plot."""
+    from mtkit import alignment
+    from mtkit.plots import text_grid
+
+    if from_json is not None:
+        record = alignment.record_from_json(from_json, line)
+    else:
+        if input is not None:
+            from mtkit.evaluate import read_text_lines
+
+            lines = read_text_lines(input, "input")
+            if line > len(lines):
+                raise MtkitError(f"--input {input} has {len(lines)} lines; --line {line} is past the end")
+            sentence = lines[line - 1]
+        if sentence is None:
+            raise MtkitError("give a SENTENCE, --input FILE --line N, or --from-json FILE --line N")
+        record = alignment.record_from_model(sentence, run, checkpoint)
+    if words:
+        record = alignment.to_words(record)
+    typer.echo(record.translation)
+    if text:
+        typer.echo(text_grid(record.source, record.target, record.weights))
+    for path in alignment.draw(record, out, stem, threshold):
+        typer.echo(f"wrote {path}", err=True)
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Directory for train.src / train.tgt."),
+    task: str = typer.Option("reverse", help="reverse or substitute."),
+    n: int = typer.Option(5000, min=1, help="Sentence pairs."),
+    min_len: int = typer.Option(3, min=1, help="Shortest source sentence, in words."),
+    max_len: int = typer.Option(12, min=1, help="Longest source sentence, in words."),
+    vocab: int = typer.Option(30, min=2, help="Words in the made-up vocabulary."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Write a synthetic parallel corpus with a known right answer (for demos and tests)."""
+    from mtkit.data.synthetic import make_pairs, write_pairs
+
+    if task not in ("reverse", "substitute"):
+        raise MtkitError(f"--task {task!r}: choose reverse or substitute")
+    if min_len > max_len:
+        raise MtkitError(f"--min-len {min_len} is larger than --max-len {max_len}")
+    write_pairs(make_pairs(n, task, min_len, max_len, vocab, seed), out / "train.src", out / "train.tgt")
+    typer.echo(f"wrote {n} pairs to {out / 'train.src'} and {out / 'train.tgt'}", err=True)
+
+
 def main() -> None:
     """Entry point of the `mtkit` console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)

@@ -346,3 +346,123 @@ def load_json(path: Path) -> list[SystemScore]:
                 for s in data["systems"]]
     except (KeyError, TypeError) as e:
         raise MtkitError(f"{path} has a malformed system entry ({e}); rewrite it with write_json.") from None
+
+
+def read_text_lines(path: Path, role: str) -> list[str]:
+    """Return the lines of a UTF-8 text file given as --src/--ref/--hyp, or raise naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MtkitError(f"--{role} {path}: no such file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise MtkitError(f"--{role} {path}: line {line} is not valid UTF-8") from None
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline that ends the last line starts no new one
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def run_test_outputs(run_dir: Path, checkpoint: str = "best", beam: int | None = None,
+                     length_penalty: float | None = None) -> tuple[list[str], list[str], list[str]]:
+    """Return (sources, hypotheses, references) of a run's test split, translating it when needed.
+
+    Translations are cached in `run_dir/eval/` and redone when the checkpoint is newer.
+    """
+    from mtkit.translate import Translator, resolve_checkpoint  # evaluation of strings needs no model
+
+    info = Path(run_dir) / "data.json"
+    if not info.is_file():
+        raise MtkitError(f"{run_dir}: not a training run (no data.json); pass --run DIR of a run made by `mtkit train`")
+    prepared = Path(json.loads(info.read_text(encoding="utf-8"))["prepared"])
+    src_path, ref_path = prepared / "test.src", prepared / "test.tgt"
+    if not src_path.is_file():
+        raise MtkitError(f"{run_dir}: its prepared data {prepared} has no test split; run `mtkit prepare` on its config")
+    srcs, refs = read_text_lines(src_path, "src"), read_text_lines(ref_path, "ref")
+    if not srcs:
+        raise MtkitError(f"{src_path}: the run's test split is empty; set data.test_size or data.test_src/test_tgt")
+    ckpt = resolve_checkpoint(Path(run_dir), checkpoint)
+    translator = None
+    if beam is None or length_penalty is None:
+        translator = Translator.from_checkpoint(ckpt)
+        beam = translator.cfg.decode.beam if beam is None else beam
+        length_penalty = translator.cfg.decode.length_penalty if length_penalty is None else length_penalty
+    cache = Path(run_dir) / "eval" / f"test.{ckpt.stem}.beam{beam}.lp{length_penalty:g}.hyp"
+    if cache.is_file() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
+        hyps = read_text_lines(cache, "hyp")
+        if len(hyps) == len(srcs):
+            log.info("%s: using cached test translations %s", run_dir, cache)
+            return srcs, hyps, refs
+    translator = translator or Translator.from_checkpoint(ckpt)
+    log.info("%s: translating %d test sentences (beam %d)", run_dir, len(srcs), beam)
+    hyps = [t.text for t in translator.translate(srcs, beam=beam, length_penalty=length_penalty)]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    return srcs, hyps, refs
+
+
+def compare(
+    runs: Sequence[Path] = (),
+    src: Path | None = None,
+    ref: Path | None = None,
+    hyps: Sequence[Path] = (),
+    names: Sequence[str] = (),
+    checkpoint: str = "best",
+    beam: int | None = None,
+    edges: Sequence[int] = DEFAULT_EDGES,
+    length_of: Literal["src", "ref"] = "src",
+    n_boot: int = 1000,
+    seed: int = 12345,
+) -> list[SystemScore]:
+    """Return the scores of several systems: runs (on their test split) and/or output files.
+
+    With neither runs nor files, the latest run is evaluated.
+    """
+    if length_of not in LENGTH_OF_CHOICES:
+        raise MtkitError(f"--length-of {length_of!r}: choose one of {', '.join(LENGTH_OF_CHOICES)}")
+    if hyps and (src is None or ref is None):
+        raise MtkitError("--hyp needs --src and --ref: the source (for its lengths) and the reference translations")
+    if (src is not None or ref is not None) and not hyps:
+        raise MtkitError("--src/--ref given without --hyp: name at least one system output file")
+    if not runs and not hyps:
+        from mtkit.train import read_latest
+
+        runs = [read_latest()]
+        log.info("evaluating the latest run, %s", runs[0])
+    if names and len(names) != len(runs) + len(hyps):
+        raise MtkitError(f"--name given {len(names)} times for {len(runs) + len(hyps)} systems; give one per run/--hyp")
+    labels = list(names) or [Path(r).resolve().name for r in runs] + [Path(h).name for h in hyps]
+    systems = []
+    for label, run in zip(labels, runs):
+        s, h, r = run_test_outputs(Path(run), checkpoint, beam)
+        systems.append(evaluate_system(label, s, h, r, edges, length_of, n_boot, seed))
+    if hyps:
+        s, r = read_text_lines(src, "src"), read_text_lines(ref, "ref")
+        for label, path in zip(labels[len(runs):], hyps):
+            h = read_text_lines(path, "hyp")
+            systems.append(evaluate_system(label, s, h, r, edges, length_of, n_boot, seed,
+                                           paths={"src": src, "hyp": path, "ref": ref}))
+    return systems
+
+
+def write_results(systems: Sequence[SystemScore], out_dir: Path, plot: bool = True) -> list[Path]:
+    """Write scores.json, scores.csv and (with `plot`) bleu_by_length.png into `out_dir`; return the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [write_json(systems, out_dir / "scores.json"), write_csv(systems, out_dir / "scores.csv")]
+    if plot:
+        from mtkit.plots import plot_bleu_by_length  # matplotlib only when a figure is wanted
+
+        side = "source" if systems[0].length_of == "src" else "reference"
+        paths.append(plot_bleu_by_length(list(systems), out_dir / "bleu_by_length.png",
+                                         title=f"BLEU by {side} sentence length"))
+    return paths
+
+
+def format_summary(systems: Sequence[SystemScore]) -> str:
+    """Return one line per system with corpus BLEU and chrF, then the signatures."""
+    width = max(len(s.name) for s in systems)
+    lines = [f"{s.name.ljust(width)}  BLEU {s.bleu:5.2f}  chrF {s.chrf:5.2f}  ({s.count} lines)" for s in systems]
+    return "\n".join(lines + [f"BLEU: {systems[0].bleu_signature}", f"chrF: {systems[0].chrf_signature}"])

@@ -284,6 +284,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
         _truncate_metrics(metrics_path, state.step)
         log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, state.step, state.epoch, state.batch_in_epoch)
     save_config(cfg, run_dir / "config.yaml")
+    (run_dir / "data.json").write_text(json.dumps({"prepared": str(prepared.directory.resolve())}) + "\n")
     (run_dir / "environment.json").write_text(json.dumps(_environment(cfg, device), indent=2) + "\n")
     write_latest(run_dir)
     log.info("%s on %s; data %s", describe(model), device, prepared.directory)
