@@ -1,0 +1,346 @@
+"""Decoders: one `step` serves training and search; teacher forcing hoists what it can.
+
+Two wirings share the parts in `Decoder`:
+
+* `BahdanauDecoder` (RNNsearch, Bahdanau et al. 2015): attend from the previous state s_{t-1},
+  feed [emb(y_{t-1}); c_t] to the RNN, and read s_t, c_t, emb(y_{t-1}) in a deep output layer.
+  With attention=None it is RNNencdec (Cho et al. 2014): c is one fixed vector made from the
+  encoder's final states, fed at every step and read by the output layer; nothing else of the
+  source reaches the decoder.
+* `LuongDecoder` (global attention, Luong et al. 2015): step the RNN first, attend from the current
+  state s_t, and predict from h̃_t = tanh(W_c [c_t; s_t]); optionally feed h̃_{t-1} back in.
+
+Per-batch state lives in two NamedTuples whose tensors all have the batch as dim 0, so a beam
+search reorders or expands them with `select(x, idx)`:
+
+* `DecoderState` changes at every step;
+* `Memory` is built once per batch from the encoder output (precomputed attention keys included).
+
+`forward` is teacher forcing. It never recomputes per-sentence work, applies the output layers and
+the vocabulary projection once over all positions, and runs the RNN over the whole target at once
+where nothing depends on the previous step's output (no attention, or Luong without input feeding).
+`unroll` is the plain loop over `step`; tests check that both give the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from mtkit.model.attention import Attention
+from mtkit.model.encoder import EncoderOutput, make_rnn
+
+INITS = ("backward_first", "mean", "last", "zero")
+
+
+class DecoderState(NamedTuple):
+    """The recurrent state after a step. Every tensor has the batch (or beam) as dim 0."""
+
+    hidden: Tensor  # (B, L, H) every decoder layer's state; hidden[:, -1] is s_t
+    cell: Tensor | None  # (B, L, H) LSTM memory cells; None for rnn and gru
+    input_feed: Tensor | None  # (B, out_dim) Luong's h̃_{t-1}; None without input feeding
+
+
+class Memory(NamedTuple):
+    """What the decoder reads of the source, built once per batch. The batch is dim 0."""
+
+    states: Tensor  # (B, S, K) encoder states: the values attention averages
+    keys: Tensor | None  # (B, S, *) attention.precompute(states); None without attention
+    mask: Tensor  # (B, S) bool, True on real tokens
+    context: Tensor | None  # (B, K) RNNencdec's fixed c; None with attention
+
+
+class StepOutput(NamedTuple):
+    """One decoder step. `Decoder.logits(features)` gives the scores over the vocabulary."""
+
+    features: Tensor  # (B, out_dim) the vector the vocabulary projection reads
+    state: DecoderState
+    attention: Tensor | None  # (B, S) weights of this step; None without attention
+
+
+Fields = TypeVar("Fields", DecoderState, Memory, EncoderOutput)
+
+
+def select(fields: Fields, idx: Tensor) -> Fields:
+    """Return a copy of a DecoderState, Memory or EncoderOutput with rows idx (N,) of every tensor.
+
+    Reorders beams (idx = parent beam of each survivor) and expands a batch to beams
+    (idx = arange(B).repeat_interleave(beam)). None fields stay None.
+    """
+    return type(fields)(*(f.index_select(0, idx) if isinstance(f, Tensor) else f for f in fields))
+
+
+class Decoder(nn.Module):
+    """Parts every wiring shares: embedding, RNN, initial state, attention call, vocabulary projection.
+
+    vocab: V; emb_dim: E; hidden_dim: H, the decoder state size; key_dim: K, the encoder state size;
+    attention: a module from `make_attention`, or None; rnn_input_dim: set by the subclass.
+    init chooses the initial state: tanh(W ←h_1) ("backward_first", Bahdanau et al. 2015, A.2.2;
+    reads the backward half of `final`, so it needs a bidirectional encoder: build_model checks
+    that, this class cannot), tanh(W mean_j h_j)
+    ("mean"), tanh(W [→h_len; ←h_1]) ("last") or zeros ("zero"). Every layer gets its own slice of
+    W's output; LSTM memory cells start at zero.
+    """
+
+    wiring = ""
+
+    def __init__(self, vocab: int, emb_dim: int, hidden_dim: int, key_dim: int,
+                 attention: Attention | None, rnn_input_dim: int, *, num_layers: int = 1,
+                 cell: str = "gru", init: str = "backward_first", out_dim: int = 256,
+                 dropout: float = 0.0, pad_id: int = 0, tie_embeddings: bool = False) -> None:
+        super().__init__()
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
+        self.vocab = vocab
+        self.hidden_dim = hidden_dim
+        self.key_dim = key_dim
+        self.num_layers = num_layers
+        self.cell = cell
+        self.init = init
+        self.out_dim = out_dim
+        self.attention = attention
+        self.embed = nn.Embedding(vocab, emb_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = make_rnn(cell, rnn_input_dim, hidden_dim, num_layers, dropout)
+        summary_dim = key_dim // 2 if init == "backward_first" else key_dim
+        self.bridge = None if init == "zero" else nn.Linear(summary_dim, num_layers * hidden_dim)
+        self.out = nn.Linear(out_dim, vocab)  # the one vocabulary projection
+        if tie_embeddings:
+            if out_dim != emb_dim:
+                raise ValueError(f"tied embeddings need out_dim == emb_dim, got {out_dim} and {emb_dim}")
+            self.out.weight = self.embed.weight  # Press & Wolf (2017)
+
+    # ---- per batch -------------------------------------------------------------------------
+
+    def init_state(self, enc: EncoderOutput) -> tuple[DecoderState, Memory]:
+        """Return the initial DecoderState and the Memory read at every step, from the encoder output."""
+        batch = enc.states.size(0)
+        if self.bridge is None:
+            hidden = enc.states.new_zeros(batch, self.num_layers, self.hidden_dim)  # (B, L, H)
+        else:
+            hidden = torch.tanh(self.bridge(self._summary(enc)))  # (B, L*H)
+            hidden = hidden.view(batch, self.num_layers, self.hidden_dim)  # (B, L, H)
+        cell = torch.zeros_like(hidden) if self.cell == "lstm" else None  # (B, L, H)
+        state = DecoderState(hidden, cell, self._initial_input_feed(enc))
+        if self.attention is None:
+            # RNNencdec: one fixed c; the encoder states are never read again
+            keys, context = None, enc.mean if self.init == "mean" else enc.final  # (B, K)
+        else:
+            keys, context = self.attention.precompute(enc.states), None  # (B, S, *)
+        return state, Memory(enc.states, keys, enc.mask, context)
+
+    def _summary(self, enc: EncoderOutput) -> Tensor:
+        """Return the encoder vector the initial state is made from: (B, K) or (B, K/2)."""
+        if self.init == "backward_first":
+            return enc.final[:, self.key_dim // 2:]  # ←h_1, (B, K/2)
+        if self.init == "mean":
+            return enc.mean  # (B, K)
+        return enc.final  # (B, K)
+
+    def _initial_input_feed(self, enc: EncoderOutput) -> Tensor | None:
+        """Return h̃_0 for input feeding, or None; only the Luong wiring feeds one."""
+        return None
+
+    # ---- per step --------------------------------------------------------------------------
+
+    def _embed(self, tokens: Tensor) -> Tensor:
+        """Return dropped-out target embeddings: (..., E) for token ids (...)."""
+        return self.dropout(self.embed(tokens))
+
+    def _attend(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor | None]:
+        """Return (c, weights) for query (B, H) or (B, T, H).
+
+        The one place attention=None is handled: RNNencdec's c is the same at every step.
+        """
+        if self.attention is None:
+            return memory.context, None  # (B, K)
+        return self.attention(query, memory.states, memory.mask, memory.keys)
+
+    def _run_rnn(self, inputs: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Run the RNN over inputs (B, T, I) from state; return outputs (B, T, H), hidden and cell (B, L, H)."""
+        hx = state.hidden.transpose(0, 1).contiguous()  # (L, B, H), torch's layout
+        if self.cell == "lstm":
+            cx = state.cell.transpose(0, 1).contiguous()  # (L, B, H)
+            outputs, (h, c) = self.rnn(inputs, (hx, cx))
+            return outputs, h.transpose(0, 1), c.transpose(0, 1)  # (B, T, H), (B, L, H), (B, L, H)
+        outputs, h = self.rnn(inputs, hx)
+        return outputs, h.transpose(0, 1), None  # (B, T, H), (B, L, H)
+
+    def step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
+        """Return the features, new state and attention weights after reading prev_tokens (B,)."""
+        return self._step(self._embed(prev_tokens), state, memory)
+
+    def _step(self, emb: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
+        """`step` from an embedded previous token emb (B, E)."""
+        raise NotImplementedError
+
+    def logits(self, features: Tensor) -> Tensor:
+        """Return unnormalised vocabulary scores (..., V) for features (..., out_dim)."""
+        return self.out(features)
+
+    # ---- whole target sequence -------------------------------------------------------------
+
+    def forward(self, tgt_in: Tensor, state: DecoderState,
+                memory: Memory) -> tuple[Tensor, Tensor | None]:
+        """Return teacher-forced logits (B, T, V) and attention (B, T, S) (None without attention).
+
+        tgt_in (B, T) starts with BOS; padded positions give logits that the loss must ignore.
+        """
+        features, attention = self._teacher_forced(self._embed(tgt_in), state, memory)  # (B, T, O)
+        return self.logits(features), attention  # one projection over all positions
+
+    def unroll(self, tgt_in: Tensor, state: DecoderState,
+               memory: Memory) -> tuple[Tensor, Tensor | None]:
+        """Return the same as `forward`, computed by calling `step` once per position (the reference)."""
+        features, weights = [], []
+        for t in range(tgt_in.size(1)):
+            out = self.step(tgt_in[:, t], state, memory)
+            state = out.state
+            features.append(out.features)  # (B, O)
+            weights.append(out.attention)  # (B, S) or None
+        attention = None if self.attention is None else torch.stack(weights, 1)  # (B, T, S)
+        return self.logits(torch.stack(features, 1)), attention  # (B, T, V)
+
+    def _teacher_forced(self, emb: Tensor, state: DecoderState,
+                        memory: Memory) -> tuple[Tensor, Tensor | None]:
+        """Return features (B, T, O) and attention (B, T, S) or None for embedded targets emb (B, T, E)."""
+        raise NotImplementedError
+
+    @property
+    def whole_sequence(self) -> bool:
+        """Whether teacher forcing runs the RNN over all target positions in one call."""
+        return False
+
+
+class BahdanauDecoder(Decoder):
+    """RNNsearch decoder, Bahdanau et al. (2015), appendix A.2.2; RNNencdec when attention is None.
+
+    c_t = attention(s_{t-1}, h)                         (eq. 5-6; or the fixed c of Cho et al. 2014)
+    s_t = RNN(s_{t-1}, [emb(y_{t-1}); c_t])             (eq. 4)
+    t_t = U_o s_t + V_o emb(y_{t-1}) + C_o c_t          deep output; maxout over pairs if `maxout`,
+                                                        else tanh; then p(y_t) = softmax(W_o t_t)
+    The paper's output layer reads s_{t-1}; reading s_t (as Cho et al. do) lets it see c_t's effect.
+    """
+
+    wiring = "bahdanau"
+
+    def __init__(self, vocab: int, emb_dim: int, hidden_dim: int, key_dim: int,
+                 attention: Attention | None, *, maxout: bool = False, num_layers: int = 1,
+                 cell: str = "gru", init: str = "backward_first", out_dim: int = 256,
+                 dropout: float = 0.0, pad_id: int = 0, tie_embeddings: bool = False) -> None:
+        super().__init__(vocab, emb_dim, hidden_dim, key_dim, attention, emb_dim + key_dim,
+                         num_layers=num_layers, cell=cell, init=init, out_dim=out_dim,
+                         dropout=dropout, pad_id=pad_id, tie_embeddings=tie_embeddings)
+        self.maxout = maxout
+        pieces = 2 if maxout else 1  # maxout pools pairs of units (Goodfellow et al. 2013)
+        self.deep_output = nn.Linear(hidden_dim + key_dim + emb_dim, pieces * out_dim)
+
+    def _output(self, s: Tensor, context: Tensor, emb: Tensor) -> Tensor:
+        """Return the deep output t (..., O) from s (..., H), c (..., K) and emb(y_{t-1}) (..., E)."""
+        t = self.deep_output(torch.cat([s, context, emb], -1))  # (..., O) or (..., 2*O)
+        if self.maxout:
+            t = t.unflatten(-1, (self.out_dim, 2)).amax(-1)  # (..., O)
+        else:
+            t = torch.tanh(t)  # (..., O)
+        return self.dropout(t)
+
+    def _recur(self, emb: Tensor, state: DecoderState,
+               memory: Memory) -> tuple[Tensor, Tensor, Tensor | None, DecoderState]:
+        """Return s_t (B, H), c_t (B, K), weights (B, S) or None, and the new state."""
+        context, weights = self._attend(state.hidden[:, -1], memory)  # scored from s_{t-1}
+        rnn_in = torch.cat([emb, context], -1).unsqueeze(1)  # (B, 1, E+K)
+        outputs, hidden, cell = self._run_rnn(rnn_in, state)  # (B, 1, H)
+        return outputs.squeeze(1), context, weights, DecoderState(hidden, cell, None)
+
+    def _step(self, emb: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
+        s, context, weights, state = self._recur(emb, state, memory)
+        return StepOutput(self._output(s, context, emb), state, weights)  # (B, O)
+
+    def _teacher_forced(self, emb: Tensor, state: DecoderState,
+                        memory: Memory) -> tuple[Tensor, Tensor | None]:
+        steps = emb.size(1)
+        if self.attention is None:
+            # c never changes, so the RNN can read the whole target in one call
+            context = memory.context.unsqueeze(1).expand(-1, steps, -1)  # (B, T, K)
+            s, _, _ = self._run_rnn(torch.cat([emb, context], -1), state)  # (B, T, H)
+            return self._output(s, context, emb), None
+        # only the recurrence is sequential; the deep output runs once over all positions
+        states, contexts, weights = [], [], []
+        for t in range(steps):
+            s, context, w, state = self._recur(emb[:, t], state, memory)
+            states.append(s)  # (B, H)
+            contexts.append(context)  # (B, K)
+            weights.append(w)  # (B, S)
+        s_all = torch.stack(states, 1)  # (B, T, H)
+        c_all = torch.stack(contexts, 1)  # (B, T, K)
+        return self._output(s_all, c_all, emb), torch.stack(weights, 1)  # (B, T, O), (B, T, S)
+
+    @property
+    def whole_sequence(self) -> bool:
+        return self.attention is None
+
+
+class LuongDecoder(Decoder):
+    """Global attention decoder, Luong et al. (2015), section 3; needs an attention module.
+
+    s_t = RNN(s_{t-1}, [emb(y_{t-1}); h̃_{t-1}])   (h̃_{t-1} only with input feeding, section 3.3)
+    c_t = attention(s_t, h)                          (eq. 7-8)
+    h̃_t = tanh(W_c [c_t; s_t])                       (eq. 5); p(y_t) = softmax(W_s h̃_t) (eq. 6)
+    The fed-back h̃_{t-1} is taken before dropout.
+    """
+
+    wiring = "luong"
+
+    def __init__(self, vocab: int, emb_dim: int, hidden_dim: int, key_dim: int,
+                 attention: Attention | None, *, input_feeding: bool = True, num_layers: int = 1,
+                 cell: str = "gru", init: str = "backward_first", out_dim: int = 256,
+                 dropout: float = 0.0, pad_id: int = 0, tie_embeddings: bool = False) -> None:
+        if attention is None:
+            raise ValueError("the Luong decoder needs attention; without it use BahdanauDecoder (RNNencdec)")
+        rnn_input_dim = emb_dim + (out_dim if input_feeding else 0)
+        super().__init__(vocab, emb_dim, hidden_dim, key_dim, attention, rnn_input_dim,
+                         num_layers=num_layers, cell=cell, init=init, out_dim=out_dim,
+                         dropout=dropout, pad_id=pad_id, tie_embeddings=tie_embeddings)
+        self.input_feeding = input_feeding
+        self.combine = nn.Linear(key_dim + hidden_dim, out_dim, bias=False)  # W_c
+
+    def _initial_input_feed(self, enc: EncoderOutput) -> Tensor | None:
+        if not self.input_feeding:
+            return None
+        return enc.states.new_zeros(enc.states.size(0), self.out_dim)  # h̃_0 = 0, (B, O)
+
+    def _attentional(self, s: Tensor, memory: Memory) -> tuple[Tensor, Tensor | None]:
+        """Return h̃ = tanh(W_c [c; s]) (B, [T,] O) and the weights, for s (B, [T,] H)."""
+        context, weights = self._attend(s, memory)  # (B, [T,] K)
+        return torch.tanh(self.combine(torch.cat([context, s], -1))), weights
+
+    def _step(self, emb: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
+        rnn_in = torch.cat([emb, state.input_feed], -1) if self.input_feeding else emb  # (B, I)
+        outputs, hidden, cell = self._run_rnn(rnn_in.unsqueeze(1), state)  # (B, 1, H)
+        h_tilde, weights = self._attentional(outputs.squeeze(1), memory)  # (B, O), (B, S)
+        feed = h_tilde if self.input_feeding else None
+        return StepOutput(self.dropout(h_tilde), DecoderState(hidden, cell, feed), weights)
+
+    def _teacher_forced(self, emb: Tensor, state: DecoderState,
+                        memory: Memory) -> tuple[Tensor, Tensor | None]:
+        if not self.input_feeding:
+            # no step reads the previous one's output: run the RNN, then attend for all t at once
+            s, _, _ = self._run_rnn(emb, state)  # (B, T, H)
+            h_tilde, weights = self._attentional(s, memory)  # (B, T, O), (B, T, S)
+            return self.dropout(h_tilde), weights
+        features, weights = [], []
+        for t in range(emb.size(1)):
+            out = self._step(emb[:, t], state, memory)
+            state = out.state
+            features.append(out.features)  # (B, O)
+            weights.append(out.attention)  # (B, S)
+        return torch.stack(features, 1), torch.stack(weights, 1)  # (B, T, O), (B, T, S)
+
+    @property
+    def whole_sequence(self) -> bool:
+        return not self.input_feeding
+
+
+DECODERS: dict[str, type[Decoder]] = {"bahdanau": BahdanauDecoder, "luong": LuongDecoder}
