@@ -1,0 +1,8 @@
+"""Encoder-decoder models in tensors: no files, no tokenizer, no config outside build_model."""
+
+from mtkit.model.decoder import DecoderState, Memory, StepOutput, select
+from mtkit.model.encoder import EncoderOutput
+from mtkit.model.seq2seq import Seq2Seq, build_model, describe
+
+__all__ = ["build_model", "Seq2Seq", "describe", "DecoderState", "Memory", "EncoderOutput",
+           "StepOutput", "select"]
