@@ -130,7 +130,7 @@ def eval_(
     from mtkit import evaluate
 
     try:
-        bucket_edges = tuple(int(e) for e in edges.split(",")) if edges else evaluate.DEFAULT_EDGES
+        bucket_edges = tuple(int(e) for e in edges.split(",")) if edges else None
     except ValueError:
         raise MtkitError(f"--edges {edges!r}: give increasing whole numbers separated by commas, e.g. 10,20,30") from None
     systems = evaluate.compare(
@@ -138,7 +138,7 @@ def eval_(
         edges=bucket_edges, length_of=length_of, n_boot=bootstrap if by_length else 0, seed=seed,
     )
     typer.echo(evaluate.format_table(systems) if by_length else evaluate.format_summary(systems))
-    out_dir = out or (Path(run[0]) / "eval" if run else Path("results") / "eval")
+    out_dir = out or (evaluate.default_out_dir(run) if run or not hyp else Path("results") / "eval")
     for path in evaluate.write_results(systems, out_dir, plot=by_length):
         typer.echo(f"wrote {path}", err=True)
 

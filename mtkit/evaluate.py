@@ -411,14 +411,15 @@ def compare(
     names: Sequence[str] = (),
     checkpoint: str = "best",
     beam: int | None = None,
-    edges: Sequence[int] = DEFAULT_EDGES,
+    edges: Sequence[int] | None = None,
     length_of: Literal["src", "ref"] = "src",
     n_boot: int = 1000,
     seed: int = 12345,
 ) -> list[SystemScore]:
     """Return the scores of several systems: runs (on their test split) and/or output files.
 
-    With neither runs nor files, the latest run is evaluated.
+    With neither runs nor files, the latest run is evaluated. Without `edges`, the first run's
+    `eval.edges` are used (DEFAULT_EDGES for files).
     """
     if length_of not in LENGTH_OF_CHOICES:
         raise MtkitError(f"--length-of {length_of!r}: choose one of {', '.join(LENGTH_OF_CHOICES)}")
@@ -433,6 +434,8 @@ def compare(
         log.info("evaluating the latest run, %s", runs[0])
     if names and len(names) != len(runs) + len(hyps):
         raise MtkitError(f"--name given {len(names)} times for {len(runs) + len(hyps)} systems; give one per run/--hyp")
+    if edges is None:
+        edges = _run_edges(Path(runs[0])) if runs else DEFAULT_EDGES
     labels = list(names) or [Path(r).resolve().name for r in runs] + [Path(h).name for h in hyps]
     systems = []
     for label, run in zip(labels, runs):
@@ -445,6 +448,22 @@ def compare(
             systems.append(evaluate_system(label, s, h, r, edges, length_of, n_boot, seed,
                                            paths={"src": src, "hyp": path, "ref": ref}))
     return systems
+
+
+def _run_edges(run_dir: Path) -> tuple[int, ...]:
+    from mtkit.config import load_config
+
+    config = run_dir / "config.yaml"
+    return load_config(config).eval.edges if config.is_file() else DEFAULT_EDGES
+
+
+def default_out_dir(runs: Sequence[Path]) -> Path:
+    """Return where results go: the first run's eval/ (the latest run's when none), else results/eval."""
+    if runs:
+        return Path(runs[0]) / "eval"
+    from mtkit.train import LATEST, read_latest
+
+    return read_latest() / "eval" if LATEST.is_file() else Path("results") / "eval"
 
 
 def write_results(systems: Sequence[SystemScore], out_dir: Path, plot: bool = True) -> list[Path]:

@@ -140,13 +140,14 @@ def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, c
     with autocast():
         logits = forward_logits(model, batch, cfg.train.teacher_forcing)
     loss = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing) / tokens
-    if not torch.isfinite(loss):
-        return float(loss)
+    value = loss.item()
+    if not math.isfinite(value):
+        return value  # the caller stops the run; no update from a broken loss
     loss.backward()
     if cfg.train.clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
     optimizer.step()
-    return float(loss)
+    return value
 
 
 @torch.inference_mode()
