@@ -77,11 +77,11 @@ class Decoder(nn.Module):
 
     vocab: V; emb_dim: E; hidden_dim: H, the decoder state size; key_dim: K, the encoder state size;
     attention: a module from `make_attention`, or None; rnn_input_dim: set by the subclass.
-    init chooses the initial state: tanh(W ←h_1) ("backward_first", Bahdanau et al. 2015, A.2.2;
-    reads the backward half of `final`, so it needs a bidirectional encoder: build_model checks
-    that, this class cannot), tanh(W mean_j h_j)
-    ("mean"), tanh(W [→h_len; ←h_1]) ("last") or zeros ("zero"). Every layer gets its own slice of
-    W's output; LSTM memory cells start at zero.
+    init chooses the initial state: tanh(W ←h_1) ("backward_first", Bahdanau et al. 2015, A.2.2),
+    tanh(W mean_j h_j) ("mean"), tanh(W [→h_len; ←h_1]) ("last") or zeros ("zero"). Every layer
+    gets its own slice of W's output; LSTM memory cells start at zero. "backward_first" reads the
+    backward half of `final`, so it needs a bidirectional encoder: build_model checks that, this
+    class cannot. Without attention, c is `final` (`mean` when init is "mean").
     """
 
     wiring = ""
