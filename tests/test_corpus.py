@@ -1,0 +1,164 @@
+import random
+
+import pytest
+
+from mtkit.data.corpus import (Splits, bucket_index, bucket_label, clean, format_dropped, length_report, normalize,
+                               split)
+from mtkit.errors import MtkitError
+
+EDGES = (10, 20, 30, 40, 50, 60)
+
+
+def sentence(n_words: int, tag: str) -> str:
+    return " ".join([tag] + [f"w{i}" for i in range(n_words - 1)])
+
+
+def corpus_with_lengths(counts: dict[int, int]) -> list[tuple[str, str]]:
+    """Pairs with unique sources: counts[n] sentences of n words."""
+    return [(sentence(n, f"s{n}_{k}"), sentence(n, f"t{n}_{k}")) for n, count in counts.items() for k in range(count)]
+
+
+# --- normalize and clean ---------------------------------------------------------------------------------------
+
+def test_normalize_nfc_and_whitespace():
+    assert normalize("  Jehova\u0301\t dijo \u00a0 hola \n") == "Jehová dijo hola"
+
+
+def test_clean_drops_by_reason_and_keeps_order():
+    pairs = [
+        ("uno dos", "one two"),               # kept
+        ("  ", "nothing"),                     # empty
+        ("a b c d e f", "x"),                  # ratio 6 > 3
+        (" ".join(["w"] * 81), "long " * 81),  # too_long
+        ("uno  dos", "one two"),               # duplicate after normalising
+        ("tres", "three"),                     # kept
+    ]
+    cleaned = clean(pairs)
+    assert cleaned.pairs == [("uno dos", "one two"), ("tres", "three")]
+    assert cleaned.kept_indices == [0, 5]
+    assert cleaned.dropped == {"empty": 1, "too_short": 0, "too_long": 1, "ratio": 1, "duplicate": 1}
+
+
+def test_clean_min_len_and_ratio_bounds():
+    pairs = [("a", "b"), ("a b", "c d"), ("a b c", "x")]
+    cleaned = clean(pairs, min_len=2, max_ratio=3.0)
+    assert cleaned.pairs == [("a b", "c d")] and cleaned.dropped["too_short"] == 2
+    assert clean([("a b c", "x")], max_ratio=3.0).pairs == [("a b c", "x")]  # exactly 3 is allowed
+
+
+def test_clean_keeps_same_source_with_other_target():
+    cleaned = clean([("hola", "hello"), ("hola", "hi"), ("hola", "hello")])
+    assert cleaned.pairs == [("hola", "hello"), ("hola", "hi")] and cleaned.dropped["duplicate"] == 1
+
+
+def test_clean_rejects_bad_limits():
+    with pytest.raises(MtkitError, match="min_len"):
+        clean([("a", "b")], min_len=5, max_len=2)
+
+
+def test_format_dropped():
+    assert format_dropped({"empty": 2, "ratio": 0, "duplicate": 3}) == "empty 2, duplicate 3 (5 in all)"
+    assert format_dropped({"empty": 0}) == "none"
+
+
+# --- buckets ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, index, label", [(1, 0, "1-10"), (10, 0, "1-10"), (11, 1, "11-20"), (60, 5, "51-60"),
+                                             (61, 6, "61+"), (500, 6, "61+")])
+def test_buckets_upper_edge_inclusive(n, index, label):
+    assert bucket_index(n, EDGES) == index
+    assert bucket_label(n, EDGES) == label
+
+
+def test_bad_edges():
+    with pytest.raises(MtkitError, match="strictly increasing"):
+        bucket_label(5, (10, 10, 20))
+
+
+# --- split -----------------------------------------------------------------------------------------------------
+
+def split_sources(splits: Splits) -> list[set[str]]:
+    return [{s for s, _ in part} for part in (splits.train, splits.dev, splits.test)]
+
+
+def test_split_sizes_partition_and_indices():
+    pairs = corpus_with_lengths({5: 100})
+    s = split(pairs, dev_size=10, test_size=20, seed=0)
+    assert (len(s.train), len(s.dev), len(s.test)) == (70, 10, 20)
+    assert sorted(s.train_idx + s.dev_idx + s.test_idx) == list(range(100))
+    assert s.test == [pairs[i] for i in s.test_idx]
+
+
+@pytest.mark.parametrize("edges", [None, EDGES])
+def test_split_is_deterministic_under_a_seed(edges):
+    pairs = corpus_with_lengths({5: 60, 15: 60, 25: 60})
+    assert split(pairs, 10, 30, seed=1, stratify_edges=edges) == split(pairs, 10, 30, seed=1, stratify_edges=edges)
+    assert split(pairs, 10, 30, seed=1, stratify_edges=edges).test != \
+        split(pairs, 10, 30, seed=2, stratify_edges=edges).test
+
+
+@pytest.mark.parametrize("edges", [None, EDGES])
+def test_a_source_never_lands_in_two_splits(edges):
+    rng = random.Random(0)
+    pairs = corpus_with_lengths({5: 40, 15: 40})
+    # Same source with several targets: all must go to one split.
+    pairs += [(pairs[rng.randrange(80)][0], f"other target {k}") for k in range(30)]
+    rng.shuffle(pairs)
+    for seed in range(5):
+        s = split(pairs, dev_size=10, test_size=20, seed=seed, stratify_edges=edges)
+        train, dev, test = split_sources(s)
+        assert not (train & dev) and not (train & test) and not (dev & test)
+        assert len(s.train) + len(s.dev) + len(s.test) == len(pairs)
+
+
+def test_dedup_happens_before_split():
+    pairs = corpus_with_lengths({5: 50}) * 3  # every pair three times
+    cleaned = clean(pairs)
+    assert len(cleaned.pairs) == 50 and cleaned.dropped["duplicate"] == 100
+    s = split(cleaned.pairs, dev_size=5, test_size=10, seed=0)
+    train, dev, test = split_sources(s)
+    assert not (train & test) and len(s.test) == 10
+
+
+def test_stratified_test_gives_each_bucket_its_share():
+    # Buckets 1-10 … 61+: the two longest are small, as in the Bible corpus.
+    pairs = corpus_with_lengths({5: 400, 15: 400, 25: 400, 35: 400, 45: 400, 55: 30, 65: 6})
+    s = split(pairs, dev_size=50, test_size=140, seed=3, stratify_edges=EDGES)
+    per_bucket = [0] * 7
+    for src, _ in s.test:
+        per_bucket[bucket_index(len(src.split()), EDGES)] += 1
+    assert per_bucket[5] == 15 and per_bucket[6] == 3  # small buckets: half, the rest kept for training
+    assert sorted(per_bucket[:5]) == [24, 24, 24, 25, 25]  # 20 each, then the 22 left over spread
+    assert sum(per_bucket) == 140
+    random_test = split(pairs, dev_size=50, test_size=140, seed=3).test
+    assert sum(len(src.split()) > 50 for src, _ in random_test) < per_bucket[5] + per_bucket[6]
+
+
+def test_stratified_dev_is_drawn_from_all_lengths():
+    # Test takes half of the small long bucket; dev must still be a random draw from what is left.
+    pairs = corpus_with_lengths({5: 600, 45: 60})
+    long_in_dev = 0
+    for seed in range(5):
+        s = split(pairs, dev_size=90, test_size=60, seed=seed, stratify_edges=EDGES)
+        long_in_dev += sum(len(src.split()) == 45 for src, _ in s.dev)
+    assert 8 <= long_in_dev <= 40  # expected 5 × 90 × 30/630 ≈ 21
+
+
+def test_split_errors_name_the_sizes():
+    pairs = corpus_with_lengths({5: 10})
+    with pytest.raises(MtkitError, match="dev_size"):
+        split(pairs, dev_size=5, test_size=5, seed=0)
+    with pytest.raises(MtkitError, match="half of each length bucket"):
+        split(corpus_with_lengths({5: 10, 15: 10}), dev_size=0, test_size=12, seed=0, stratify_edges=EDGES)
+
+
+# --- report ----------------------------------------------------------------------------------------------------
+
+def test_length_report_counts_per_split_and_bucket():
+    s = split(corpus_with_lengths({5: 20, 65: 10}), dev_size=4, test_size=6, seed=0)
+    table = length_report(s, EDGES)
+    rows = {line.split()[0]: [int(x) for x in line.split()[1:]] for line in table.splitlines()[1:]}
+    assert sum(rows["1-10"]) == 20 and sum(rows["61+"]) == 10 and rows["11-20"] == [0, 0, 0]
+    assert rows["total"] == [20, 4, 6]
+    as_dict = length_report({"train": s.train, "dev": s.dev, "test": s.test}, EDGES)
+    assert as_dict == table
