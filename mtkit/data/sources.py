@@ -134,9 +134,10 @@ def read_bible(src_module: str = "spaRV1909eb", tgt_module: str = "engKJV2006eb"
                module_dir: Path | None = None) -> BibleCorpus:
     """Return verse-aligned (src, tgt) pairs from two SWORD Bible modules, cleaned as DATA.md describes.
 
-    Verses are aligned by (book, chapter, verse). Dropped: verses in known-misaligned chapters
-    ("misaligned_chapter"), verses empty on either side after cleaning ("empty"), and verses only one module
-    has ("missing").
+    Verses are aligned by (book, chapter, verse) of each module's versification. Dropped: verses in the chapters
+    where Reina-Valera and KJV disagree ("misaligned_chapter"), verses empty on either side after cleaning
+    ("empty"), and verse slots only one module has ("missing": e.g. the extra books of engWEB2015eb, whose NRSVA
+    versification also differs from KJV in places). Duplicates are left to `mtkit.data.corpus.clean`.
     """
     start = time.perf_counter()
     src = _read_module(src_module, module_dir)
@@ -243,7 +244,8 @@ _ENCLITIC = re.compile(r'(\w+)</w><transChange\b[^>]*>(le|les|lo|los|la|las|me|t
 _CODE = re.compile(r"\\\+?[a-z]+\d*\*?")  # USFM character codes left in the text: \nd, \+nd*, \nd*
 _SPACE_BEFORE = re.compile(r" (?=[.,;:!?)’”])")  # whitespace is single spaces by then
 _SPACE_AFTER = re.compile(r"([(¿¡‘“]) ")
-_INTERROGATIVES = frozenset("cuánto cuánta cuántos cuántas qué cómo dónde cuándo quién quiénes cuál cuáles".split())
+_INTERROGATIVES = frozenset("cuánto cuánta cuántos cuántas qué cómo dónde cuándo quién quiénes cuál cuáles"
+                            .split())
 _SHORT_VERBS = frozenset("di dí da dá haz ve pon ten sal dió vió".split())
 
 
@@ -287,25 +289,21 @@ def _join_enclitic(match: re.Match) -> str:
 _WORD = re.compile(r"[^\W\d_]+")
 
 
-def _is_caps(word: str) -> bool:
-    return word.isupper()
-
-
 def _caps_run(text: str) -> tuple[int, int] | None:
     """Return the (start, end) span of the first run of capitalised words that holds one of two or more letters.
 
     The run starts at any single capital letters just before that word ("A TI", "Y Á SUS").
     """
     words = list(_WORD.finditer(text))
-    anchor = next((i for i, w in enumerate(words) if len(w.group()) >= 2 and _is_caps(w.group())), None)
+    anchor = next((i for i, w in enumerate(words) if len(w.group()) >= 2 and w.group().isupper()), None)
     if anchor is None:
         return None
     first = anchor
-    while first > 0 and len(words[first - 1].group()) == 1 and _is_caps(words[first - 1].group()) \
+    while first > 0 and len(words[first - 1].group()) == 1 and words[first - 1].group().isupper() \
             and not text[words[first - 1].end():words[first].start()].strip(" ¿¡"):
         first -= 1
     last = anchor
-    while last + 1 < len(words) and _is_caps(words[last + 1].group()) \
+    while last + 1 < len(words) and words[last + 1].group().isupper() \
             and not text[words[last].end():words[last + 1].start()].strip(" ,"):
         last += 1
     return words[first].start(), words[last].end()
@@ -353,10 +351,10 @@ def _strip_subscriptions(verses: dict) -> None:
 def _recase_chapter_openings(verses: dict) -> None:
     """Re-case the capitalised opening words of each chapter ("EN el principio" → "En el principio").
 
-    The run may follow a title-like lead-in inside verse 1 ("Las sentencias de Salomón. EL hijo…").
-
-    Each word takes its most frequent spelling in the rest of the module, so a word that is mostly written in
-    capitals elsewhere (KJV's LORD, MENE) keeps them, while Reina-Valera's JEHOVÁ becomes Jehová.
+    Each word takes its most frequent spelling in the rest of the module, so a word mostly written in capitals
+    elsewhere (KJV's LORD, MENE) keeps them, while Reina-Valera's JEHOVÁ becomes Jehová. In verse 1 the run may
+    follow a lead-in ("Las sentencias de Salomón. EL hijo…"); in other verses only a run that opens the verse
+    counts (Luke 1:5, where the narrative starts after the prologue).
     """
     counts: Counter = Counter()
     for (_, _, verse), text in verses.items():
@@ -371,7 +369,7 @@ def _recase_chapter_openings(verses: dict) -> None:
     for key, text in verses.items():
         span = _caps_run(text)
         if span is None or (key[2] != 1 and text[:span[0]].strip(" ¿¡")):
-            continue  # a capitalised run counts where a chapter or a verse (Luke 1:5, after the prologue) opens
+            continue
         start, end = span
         run = _WORD.sub(lambda m: _recase(m.group(), best, bare), text[start:end])
         before = text[:start].rstrip(" ¿¡")
