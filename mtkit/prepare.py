@@ -83,7 +83,7 @@ def prepare(cfg: Config, force: bool = False) -> Prepared:
         "fingerprint": fingerprint, "version": PREPARE_VERSION, "seconds": round(time.perf_counter() - start, 1),
         "data": asdict(cfg.data), "tokenizer": asdict(cfg.tokenizer), "seed": cfg.seed,
         "counts": {name: len(split.src_ids) for name, split in encoded.items()},
-        "dropped": {**dropped_at_source, **cleaned.dropped},
+        "dropped": _merge_counts(dropped_at_source, cleaned.dropped),
     }
     done.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")  # written last: marks the cache complete
     log.info("prepared data in %s (%.1f s)", directory, meta["seconds"])
@@ -191,6 +191,14 @@ def load_prepared(directory: Path, reused: bool = False) -> Prepared:
     return Prepared(directory, meta["fingerprint"], tokenizer, splits, report, reused)
 
 
+def _merge_counts(*counts: dict[str, int]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for count in counts:
+        for reason, n in count.items():
+            merged[reason] = merged.get(reason, 0) + n
+    return merged
+
+
 def _report(cfg: Config, raw: list, dropped_at_source: dict[str, int], dropped: dict[str, int],
             splits: dict[str, list], encoded: dict[str, EncodedSplit], tokenizer: Tokenizer) -> str:
     train = encoded["train"]
@@ -200,7 +208,7 @@ def _report(cfg: Config, raw: list, dropped_at_source: dict[str, int], dropped: 
     pieces = sum(len(t) for t in train.tgt_ids)
     lines = [
         f"source: {cfg.data.source}; {len(raw)} pairs read",
-        f"dropped: {corpus.format_dropped({**dropped_at_source, **dropped})}",
+        f"dropped: {corpus.format_dropped(_merge_counts(dropped_at_source, dropped))}",
         f"kept: {sum(len(v) for v in splits.values())} pairs "
         + " / ".join(f"{name} {len(v)}" for name, v in splits.items()),
         "",

@@ -336,8 +336,12 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
         while state.epoch < t.epochs and not state.finished:
             batches = batch_indices(src_lengths, tgt_lengths, t.batch_tokens, seed=cfg.seed + state.epoch)
             bar = tqdm(total=len(batches), initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
-                       unit="batch", dynamic_ncols=True, leave=False)
+                       unit="batch", dynamic_ncols=True, leave=False, disable=None)
             for index in batches[state.batch_in_epoch :]:
+                reason = _budget_spent(cfg, state, elapsed())
+                if reason:  # checked before the step, so a resumed run that had finished stays finished
+                    state.finished, state.stop_reason = True, reason
+                    break
                 batch = collate(train_split.src_ids, train_split.tgt_ids, index).to(device)
                 loss = train_step(model, optimizer, batch, cfg, autocast)
                 if not math.isfinite(loss):
@@ -362,12 +366,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
                                                  "loss": round(window_loss / window_steps, 6),
                                                  "tokens_per_s": round(speed, 1), "lr": lr})
                     window_tokens, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
-                reason = _budget_spent(cfg, state, elapsed())
-                if t.valid_every and state.step % t.valid_every == 0:
-                    if run_validation():
-                        break
-                if reason:
-                    state.finished, state.stop_reason = True, reason
+                if t.valid_every and state.step % t.valid_every == 0 and run_validation():
                     break
                 if stop_signal.received:
                     bar.close()

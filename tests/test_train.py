@@ -1,0 +1,162 @@
+"""Training behaviour: learning, budgets, early stopping, checkpoints, resume, NaN, overwrite guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtkit.checkpoint import load_checkpoint
+from mtkit.config import load_config
+from mtkit.data.synthetic import make_pairs, write_pairs
+from mtkit.errors import MtkitError
+from mtkit.train import LATEST, train
+
+TINY = [
+    "tokenizer.vocab_size=40", "model.emb_dim=16", "model.hidden_dim=24", "model.dec_hidden_dim=32",
+    "model.out_dim=24", "model.attention.dim=24", "train.batch_tokens=400", "train.log_every=1",
+    "train.valid_bleu_sentences=20", "train.attention_samples=0", "decode.beam=2",
+    "data.dev_size=30", "data.test_size=30", "train.lr=0.005",
+]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A working directory with a synthetic corpus; runs/ and the latest pointer live here."""
+    monkeypatch.chdir(tmp_path)
+    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), tmp_path / "c.src", tmp_path / "c.tgt")
+    (tmp_path / "c.yaml").write_text(
+        "run_dir: runs/tiny\ndata:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
+        "  length_edges: [3, 6]\neval:\n  edges: [3, 6]\n", encoding="utf-8")
+    return tmp_path
+
+
+def config(*overrides: str):
+    return load_config(Path("c.yaml"), [*TINY, *overrides])
+
+
+def records(run: str = "runs/tiny", kind: str | None = None) -> list[dict]:
+    lines = Path(run, "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if kind is None or r["kind"] == kind]
+
+
+def test_tiny_model_learns_and_writes_run_files(workdir):
+    state = train(config("train.epochs=12", "train.valid_every=0"))
+    valid = records(kind="valid")
+    assert valid[-1]["dev_loss"] < 0.5 * valid[0]["dev_loss"]
+    assert max(r["dev_bleu"] for r in valid) > 25  # the untrained model scores about 0
+    for name in ("best.pt", "last.pt", "config.yaml", "environment.json", "train.log", "data.json"):
+        assert (workdir / "runs/tiny" / name).is_file(), name
+    env = json.loads((workdir / "runs/tiny/environment.json").read_text())
+    assert env["seed"] == 1234 and env["torch"] == torch.__version__
+    assert Path(LATEST.read_text().strip()) == (workdir / "runs/tiny").resolve()
+    assert state.finished and "epochs" in state.stop_reason
+
+
+def test_best_is_the_best_validation_and_last_the_final_state(workdir):
+    state = train(config("train.epochs=3", "train.valid_every=5"))
+    valid = records(kind="valid")
+    best_record = min(valid, key=lambda r: r["dev_loss"])
+    best, last = load_checkpoint(workdir / "runs/tiny/best.pt"), load_checkpoint(workdir / "runs/tiny/last.pt")
+    assert best.state.step == best_record["step"] == state.best_step
+    assert last.state.step == state.step == valid[-1]["step"]
+
+
+def test_step_budget_and_early_stopping(workdir):
+    assert train(config("train.max_steps=7", "train.valid_every=0")).step == 7
+    state = train(config("train.epochs=50", "train.valid_every=3", "train.patience=2", "train.lr=0.0"), overwrite=True)
+    assert "early stopping" in state.stop_reason
+    assert len(records(kind="valid")) == 3  # the first sets the best, two more without improvement stop it
+
+
+def test_same_seed_same_losses(workdir):
+    train(config("train.max_steps=12", "train.valid_every=0", "model.dropout=0.3"))
+    first = [r["loss"] for r in records(kind="train")]
+    train(config("train.max_steps=12", "train.valid_every=0", "model.dropout=0.3"), overwrite=True)
+    assert [r["loss"] for r in records(kind="train")] == first
+
+
+def test_overwrite_guard_and_resume_without_checkpoint(workdir):
+    train(config("train.max_steps=2"))
+    with pytest.raises(MtkitError, match="already holds a run; pass --resume"):
+        train(config("train.max_steps=2"))
+    with pytest.raises(MtkitError, match="does not exist; start the run without --resume"):
+        train(config("run_dir=runs/other"), resume=True)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(workdir, monkeypatch):
+    import mtkit.train as training
+
+    train(config("train.max_steps=4", "train.valid_every=2"))
+    good = (workdir / "runs/tiny/last.pt").read_bytes()
+    real_step = training.train_step
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 3 else real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", poisoned)
+    with pytest.raises(MtkitError, match="step 7: the training loss is nan.*last good checkpoint"):
+        train(config("train.max_steps=20", "train.valid_every=2"), resume=True)
+    assert load_checkpoint(workdir / "runs/tiny/last.pt").state.step == 6  # validated before the NaN
+    assert (workdir / "runs/tiny/last.pt").read_bytes() != good
+
+
+def _train_process(workdir: Path, run: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "mtkit.cli", "train", "c.yaml", *[a for o in TINY for a in ("--set", o)],
+            "--set", f"run_dir={run}", "--set", "model.dropout=0.2", "--set", "train.max_steps=60",
+            "--set", "train.valid_every=10", *extra]
+    return subprocess.Popen(args, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_step(workdir: Path, run: str, proc: subprocess.Popen, step: int) -> None:
+    path = workdir / run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if path.is_file() and any(json.loads(line)["step"] >= step for line in path.read_text().splitlines()):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"training never reached step {step}: {proc.communicate()[1][-2000:]}")
+
+
+def test_killed_run_resumes_to_the_same_losses(workdir):
+    reference = _train_process(workdir, "runs/whole")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()[-2000:]
+    expected = {r["step"]: r["loss"] for r in records("runs/whole", "train")}
+    expected_valid = {r["step"]: r["dev_loss"] for r in records("runs/whole", "valid")}
+
+    killed = _train_process(workdir, "runs/killed")
+    _wait_for_step(workdir, "runs/killed", killed, 25)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert load_checkpoint(workdir / "runs/killed/last.pt").state.step < 60
+    resumed = _train_process(workdir, "runs/killed", "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    got = {r["step"]: r["loss"] for r in records("runs/killed", "train")}
+    assert sorted(got) == sorted(expected)
+    assert all(abs(got[s] - expected[s]) < 1e-4 for s in expected), (got, expected)
+    got_valid = {r["step"]: r["dev_loss"] for r in records("runs/killed", "valid")}
+    assert sorted(got_valid) == sorted(expected_valid)
+    assert all(abs(got_valid[s] - expected_valid[s]) < 1e-4 for s in expected_valid)
+
+
+def test_sigterm_saves_last_and_exits_cleanly(workdir):
+    proc = _train_process(workdir, "runs/term")
+    _wait_for_step(workdir, "runs/term", proc, 15)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "SIGTERM received" in err and "Traceback" not in err
+    step = load_checkpoint(workdir / "runs/term/last.pt").state.step
+    assert step >= 15 and f"at step {step}" in err
+    resumed = _train_process(workdir, "runs/term", "--resume")
+    assert resumed.wait(timeout=300) == 0
+    assert load_checkpoint(workdir / "runs/term/last.pt").state.step == 60
