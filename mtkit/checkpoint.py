@@ -33,6 +33,7 @@ class TrainState:
     best_metric: float | None = None
     best_step: int = 0
     bad_validations: int = 0  # validations since the best one
+    validated_step: int = -1  # step of the latest validation
     finished: bool = False
     stop_reason: str = ""
 

@@ -6,10 +6,11 @@ Each command parses options and calls one library function. A mistake the user c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, TextIO
 
 import typer
 
@@ -26,6 +27,15 @@ def _config(path: Optional[Path], overrides: List[str]):
     from mtkit.config import load_config
 
     return load_config(path, overrides)
+
+
+def _open_for_writing(path: Path, option: str) -> TextIO:
+    """Return `path` opened for UTF-8 text output, its directory made if needed; a failure names the option."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", encoding="utf-8")
+    except OSError as err:
+        raise MtkitError(f"{option} {path}: cannot write the file ({err.strerror})") from None
 
 
 @app.command()
@@ -50,6 +60,7 @@ def train(
     run: Optional[Path] = typer.Option(None, help="With --resume and no CONFIG: the run directory (default: latest)."),
     overwrite: bool = typer.Option(False, help="Delete an existing run in run_dir and start again."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: CUDA when available)."),
+    nproc: int = typer.Option(1, min=1, help="Data-parallel processes on this machine (gloo on CPU, NCCL on GPU)."),
 ) -> None:
     """Train a model (running `prepare` first when needed)."""
     from mtkit.train import read_latest, train as run_train
@@ -58,7 +69,7 @@ def train(
         if not resume:
             raise MtkitError("give a config file: mtkit train CONFIG (or --resume to continue a run)")
         config = (run or read_latest()) / "config.yaml"
-    run_train(_config(config, set_), resume=resume, overwrite=overwrite, device=device)
+    run_train(_config(config, set_), resume=resume, overwrite=overwrite, device=device, nproc=nproc)
 
 
 @app.command()
@@ -88,9 +99,9 @@ def translate(
             lines = read_lines(handle, str(input))
     else:
         lines = read_lines(sys.stdin.buffer)
-    out = open(output, "w", encoding="utf-8") if output is not None else sys.stdout
-    attn = open(attention, "w", encoding="utf-8") if attention is not None else None
-    try:
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(_open_for_writing(output, "--output")) if output is not None else sys.stdout
+        attn = files.enter_context(_open_for_writing(attention, "--attention")) if attention is not None else None
         options = dict(beam=beam, length_penalty=length_penalty, n_best=n_best, batch_size=batch_size)
         for number, result in enumerate(translate_lines(translator, lines, **options), start=1):
             if n_best > 1:
@@ -102,11 +113,6 @@ def translate(
             if attn is not None:
                 write_attention(attn, number, translator, result)
         out.flush()
-    finally:
-        if out is not sys.stdout:
-            out.close()
-        if attn is not None:
-            attn.close()
     log.info("translated %d lines", len(lines))
 
 

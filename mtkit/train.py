@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import platform
 import shutil
 import signal
@@ -25,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mtkit import __version__
+from mtkit import __version__, distributed
 from mtkit.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_states
 from mtkit.config import Config, save_config
 from mtkit.data.batching import Batch, batch_indices, collate
 from mtkit.data.tokenizer import PAD
+from mtkit.distributed import World
 from mtkit.errors import MtkitError
 from mtkit.model import Seq2Seq, build_model, describe
 from mtkit.prepare import EncodedSplit, Prepared, prepare
@@ -49,12 +51,14 @@ class Validation(NamedTuple):
     sentences: int
 
 
-def choose_device(name: str = "auto") -> torch.device:
+def choose_device(name: str = "auto", world: World = World()) -> torch.device:
     """Return the device to use: CUDA when available (or asked for), else the CPU."""
     if name == "cuda" and not torch.cuda.is_available():
         raise MtkitError("train.device / --device is 'cuda' but no CUDA GPU is visible; use 'auto' or 'cpu'")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", world.local_rank % torch.cuda.device_count())
     return torch.device(name)
 
 
@@ -132,22 +136,28 @@ def forward_logits(model: Seq2Seq, batch: Batch, teacher_forcing: float = 1.0) -
 
 
 def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, cfg: Config,
-               autocast: Any) -> float:
-    """Take one optimisation step on `batch`; return its loss per target token."""
+               autocast: Any, world: World = World()) -> tuple[float, int]:
+    """Take one optimisation step on `batch` (and the other processes' batches); return (loss per token, tokens)."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
     tokens = batch.num_tgt_tokens
     with autocast():
         logits = forward_logits(model, batch, cfg.train.teacher_forcing)
-    loss = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing) / tokens
-    value = loss.item()
+    loss_sum = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing)
+    if world.size > 1:
+        loss_sum.backward()
+        value, tokens = distributed.reduce_step(list(model.parameters()), loss_sum, tokens, world)
+    else:
+        loss = loss_sum / tokens
+        value = loss.item()
+        if math.isfinite(value):
+            loss.backward()
     if not math.isfinite(value):
-        return value  # the caller stops the run; no update from a broken loss
-    loss.backward()
+        return value, tokens  # the caller stops the run; no update from a broken loss
     if cfg.train.clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
     optimizer.step()
-    return value
+    return value, tokens
 
 
 @torch.inference_mode()
@@ -249,27 +259,66 @@ def _add_file_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def train(cfg: Config, resume: bool = False, overwrite: bool = False, device: str | None = None) -> TrainState:
+def train(cfg: Config, resume: bool = False, overwrite: bool = False, device: str | None = None,
+          nproc: int = 1) -> TrainState:
     """Train the model of `cfg` into `cfg.run_dir`; return the final TrainState.
 
     With `resume`, the run continues from its `last.pt` (model, optimizer, scheduler, RNG states and
-    data position), so its losses match those of a run that was never interrupted.
+    data position), so its losses match those of a run that was never interrupted. With `nproc` > 1
+    (or under torchrun) the batches are shared out over data-parallel processes.
     """
-    run_dir = _prepare_run_dir(cfg, resume, overwrite)
-    handler = _add_file_log(run_dir)
+    world = distributed.world_from_env()
+    if nproc > 1 and world.size == 1:
+        _prepare_run_dir(cfg, resume, overwrite)
+        prepare(cfg)  # once, before the workers start, so they find the cache
+        try:
+            distributed.launch(nproc, _train_worker, cfg, device)
+        except Exception as err:  # a worker's MtkitError arrives wrapped; keep its message
+            raise MtkitError(str(err).strip().splitlines()[-1].removeprefix("mtkit.errors.MtkitError: ")) from None
+        return load_checkpoint(Path(cfg.run_dir) / "last.pt").state
+    dev = choose_device(device or cfg.train.device, world)
+    distributed.init(world, dev)
     try:
-        return _train(cfg, run_dir, resume, choose_device(device or cfg.train.device))
+        if world.is_main:
+            run_dir = _prepare_run_dir(cfg, resume, overwrite)
+            prepare(cfg)
+        if world.size > 1:
+            torch.distributed.barrier()  # the run dir and the prepared data exist for everyone now
+        return _train_logged(cfg, Path(cfg.run_dir), resume or not world.is_main, dev, world)
     finally:
-        logging.getLogger("mtkit").removeHandler(handler)
-        handler.close()
+        distributed.shutdown(world)
 
 
-def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> TrainState:
+def _train_worker(cfg: Config, device: str | None) -> None:
+    """One process of `train(..., nproc=N)`: the run dir is ready, so every process resumes or starts it."""
+    world = distributed.world_from_env()
+    dev = choose_device(device or cfg.train.device, world)
+    if cfg.train.threads is None:
+        set_threads(max(1, (os.cpu_count() or 1) // world.size))
+    distributed.init(world, dev)
+    try:
+        _train_logged(cfg, Path(cfg.run_dir), (Path(cfg.run_dir) / "last.pt").is_file(), dev, world)
+    finally:
+        distributed.shutdown(world)
+
+
+def _train_logged(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world: World) -> TrainState:
+    handler = _add_file_log(run_dir) if world.is_main else None
+    try:
+        return _train(cfg, run_dir, resume, device, world)
+    finally:
+        if handler is not None:
+            logging.getLogger("mtkit").removeHandler(handler)
+            handler.close()
+
+
+def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world: World) -> TrainState:
     set_threads(cfg.train.threads)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process
     prepared = prepare(cfg)
     tokenizer, train_split, dev_split = prepared.tokenizer, prepared.splits["train"], prepared.splits["dev"]
     model = build_model(cfg.model, tokenizer.src_vocab, tokenizer.tgt_vocab).to(device)
+    main = world.is_main
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     state = TrainState()
@@ -282,14 +331,22 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
             scheduler.load_state_dict(saved.raw["scheduler"])
         set_rng_states(saved.raw["rng"])
         state = replace(saved.state, finished=False, stop_reason="")
-        _truncate_metrics(metrics_path, state.step)
-        log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, state.step, state.epoch, state.batch_in_epoch)
-    save_config(cfg, run_dir / "config.yaml")
-    (run_dir / "data.json").write_text(json.dumps({"prepared": str(prepared.directory.resolve())}) + "\n")
-    (run_dir / "environment.json").write_text(json.dumps(_environment(cfg, device), indent=2) + "\n")
-    write_latest(run_dir)
-    log.info("%s on %s; data %s", describe(model), device, prepared.directory)
-    log.info("\n%s", prepared.report)
+        if main:
+            _truncate_metrics(metrics_path, state.step)
+            log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, state.step, state.epoch,
+                     state.batch_in_epoch)
+    if world.size > 1:
+        distributed.broadcast_parameters(model, world)
+        torch.manual_seed(cfg.seed + 1000 * world.rank + state.step)  # each process its own dropout masks
+    if main:
+        save_config(cfg, run_dir / "config.yaml")
+        (run_dir / "data.json").write_text(json.dumps({"prepared": str(prepared.directory.resolve())}) + "\n")
+        environment = {**_environment(cfg, device), "processes": world.size}
+        (run_dir / "environment.json").write_text(json.dumps(environment, indent=2) + "\n")
+        write_latest(run_dir)
+        log.info("%s on %s%s; data %s", describe(model), device,
+                 f" × {world.size} processes" if world.size > 1 else "", prepared.directory)
+        log.info("\n%s", prepared.report)
 
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
     t = cfg.train
@@ -303,7 +360,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
 
     def checkpoint(name: str) -> None:
         state.seconds = elapsed()
-        save_checkpoint(run_dir / name, model, cfg, tokenizer, state, optimizer, scheduler)
+        if main:
+            save_checkpoint(run_dir / name, model, cfg, tokenizer, state, optimizer, scheduler)
 
     def run_validation() -> bool:
         """Validate, log, save best/last; return True when early stopping says stop."""
@@ -311,6 +369,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
         value = result.bleu if t.early_stop_metric == "bleu" else result.loss
         if scheduler is not None and t.schedule == "plateau":
             scheduler.step(value)
+        state.validated_step = state.step
         better = _improved(state, value, t.early_stop_metric)
         if better:
             state.best_metric, state.best_step, state.bad_validations = value, state.step, 0
@@ -319,11 +378,12 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
         record = {"step": state.step, "epoch": state.epoch, "kind": "valid", "dev_loss": round(result.loss, 6),
                   "dev_ppl": round(result.ppl, 4), "dev_bleu": round(result.bleu, 4),
                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed(), 1), "best": better}
-        _append_jsonl(metrics_path, record)
-        tqdm.write(f"step {state.step:>6}  epoch {state.epoch}  dev loss {result.loss:.4f}  ppl {result.ppl:.2f}  "
-                   f"BLEU {result.bleu:.2f}{'  (best)' if better else ''}")
-        log.info("validation %s", record)
-        _save_attention_samples(model, prepared, cfg, run_dir, state.step, device)
+        if main:
+            _append_jsonl(metrics_path, record)
+            tqdm.write(f"step {state.step:>6}  epoch {state.epoch}  dev loss {result.loss:.4f}  ppl {result.ppl:.2f}  "
+                       f"BLEU {result.bleu:.2f}{'  (best)' if better else ''}")
+            log.info("validation %s", record)
+            _save_attention_samples(model, prepared, cfg, run_dir, state.step, device)
         stop = t.patience is not None and state.bad_validations >= t.patience
         if stop:
             state.finished, state.stop_reason = True, f"early stopping: no better dev {t.early_stop_metric} in {t.patience} validations"
@@ -334,16 +394,18 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
 
     with _StopSignal() as stop_signal:
         while state.epoch < t.epochs and not state.finished:
-            batches = batch_indices(src_lengths, tgt_lengths, t.batch_tokens, seed=cfg.seed + state.epoch)
+            batches = _my_batches(batch_indices(src_lengths, tgt_lengths, t.batch_tokens, seed=cfg.seed + state.epoch),
+                                  world)
             bar = tqdm(total=len(batches), initial=state.batch_in_epoch, desc=f"epoch {state.epoch}",
-                       unit="batch", dynamic_ncols=True, leave=False, disable=None)
+                       unit="batch", dynamic_ncols=True, leave=False, disable=None if main else True)
             for index in batches[state.batch_in_epoch :]:
                 reason = _budget_spent(cfg, state, elapsed())
-                if reason:  # checked before the step, so a resumed run that had finished stays finished
-                    state.finished, state.stop_reason = True, reason
+                if distributed.any_process(bool(reason), world, device):
+                    # Checked before the step, so a resumed run that had finished stays finished.
+                    state.finished, state.stop_reason = True, reason or "another process reached its budget"
                     break
                 batch = collate(train_split.src_ids, train_split.tgt_ids, index).to(device)
-                loss = train_step(model, optimizer, batch, cfg, autocast)
+                loss, tokens = train_step(model, optimizer, batch, cfg, autocast, world)
                 if not math.isfinite(loss):
                     bar.close()
                     raise MtkitError(f"step {state.step + 1}: the training loss is {loss}; stopped, and the last good "
@@ -353,12 +415,12 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
                     scheduler.step()
                 state.step += 1
                 state.batch_in_epoch += 1
-                state.tokens += batch.num_tgt_tokens
-                window_tokens += batch.num_tgt_tokens
+                state.tokens += tokens
+                window_tokens += tokens
                 window_loss += loss
                 window_steps += 1
                 bar.update(1)
-                if state.step % t.log_every == 0:
+                if state.step % t.log_every == 0 and main:
                     speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
                     lr = optimizer.param_groups[0]["lr"]
                     bar.set_postfix(loss=f"{window_loss / window_steps:.3f}", tok_s=f"{speed:.0f}", lr=f"{lr:.2e}")
@@ -368,10 +430,10 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
                     window_tokens, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
                 if t.valid_every and state.step % t.valid_every == 0 and run_validation():
                     break
-                if stop_signal.received:
+                if distributed.any_process(stop_signal.received is not None, world, device):
                     bar.close()
                     checkpoint("last.pt")
-                    raise MtkitError(f"{stop_signal.received} received at step {state.step}: saved "
+                    raise MtkitError(f"{stop_signal.received or 'a stop signal'} received at step {state.step}: saved "
                                      f"{run_dir / 'last.pt'}; continue with `mtkit train --resume`")
             bar.close()
             if state.finished:
@@ -383,11 +445,18 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> Tr
         if not state.finished:
             state.finished, state.stop_reason = True, f"reached train.epochs = {t.epochs}"
         # Final validation unless the last step was just validated.
-        last = _last_record(metrics_path)
-        if last is None or last.get("step") != state.step or last.get("kind") != "valid":
+        if state.validated_step != state.step:
             run_validation()
         state.finished = True
         checkpoint("last.pt")
+    if world.size > 1:
+        spread = distributed.parameter_spread(model, world)
+        if main:
+            _append_jsonl(metrics_path, {"step": state.step, "kind": "sync", "processes": world.size,
+                                         "max_param_diff": spread})
+            log.info("parameters of the %d processes differ by at most %g", world.size, spread)
+    if not main:
+        return state
     log.info("finished after %d steps (%.0f s): %s; best dev %s %.4f at step %d", state.step, state.seconds,
              state.stop_reason, t.early_stop_metric, state.best_metric or 0.0, state.best_step)
     tqdm.write(f"done: {state.stop_reason}; best dev {t.early_stop_metric} {state.best_metric:.4f} at step "
@@ -404,11 +473,12 @@ def _budget_spent(cfg: Config, state: TrainState, seconds: float) -> str:
     return ""
 
 
-def _last_record(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return json.loads(lines[-1]) if lines else None
+def _my_batches(batches: list[list[int]], world: World) -> list[list[int]]:
+    """Return this process's share of an epoch's batches: every `size`-th, the same count for all."""
+    if world.size == 1:
+        return batches
+    usable = len(batches) - len(batches) % world.size  # equal shares keep the processes in step
+    return batches[world.rank : usable : world.size]
 
 
 def _save_attention_samples(model: Seq2Seq, prepared: Prepared, cfg: Config, run_dir: Path, step: int,

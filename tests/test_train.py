@@ -101,7 +101,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(workdir, monkeypatch):
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
-        return float("nan") if calls["n"] == 3 else real_step(*args, **kwargs)
+        return (float("nan"), 1) if calls["n"] == 3 else real_step(*args, **kwargs)
 
     monkeypatch.setattr(training, "train_step", poisoned)
     with pytest.raises(MtkitError, match="step 7: the training loss is nan.*last good checkpoint"):
@@ -160,3 +160,15 @@ def test_sigterm_saves_last_and_exits_cleanly(workdir):
     resumed = _train_process(workdir, "runs/term", "--resume")
     assert resumed.wait(timeout=300) == 0
     assert load_checkpoint(workdir / "runs/term/last.pt").state.step == 60
+
+
+def test_two_processes_stay_in_sync_and_learn(workdir):
+    state = train(config("train.max_steps=30", "train.valid_every=10", "model.dropout=0.2"), nproc=2)
+    assert state.step == 30
+    sync = records(kind="sync")
+    assert sync and sync[0]["processes"] == 2 and sync[0]["max_param_diff"] == 0.0
+    losses = [r["loss"] for r in records(kind="train")]
+    assert sum(losses[-5:]) < sum(losses[:5])
+    valid = records(kind="valid")
+    assert valid[-1]["dev_loss"] < valid[0]["dev_loss"]
+    assert json.loads((workdir / "runs/tiny/environment.json").read_text())["processes"] == 2
