@@ -26,7 +26,7 @@ from mtkit.errors import MtkitError
 
 log = logging.getLogger(__name__)
 
-PREPARE_VERSION = 1  # bump when the prepared format or the cleaning changes
+PREPARE_VERSION = 2  # bump when the prepared format, the cleaning or the splitting changes
 SPLITS = ("train", "dev", "test")
 
 
@@ -46,7 +46,7 @@ class Prepared(NamedTuple):
     fingerprint: str
     tokenizer: Tokenizer
     splits: dict[str, EncodedSplit]
-    report: str
+    report: str  # what was read, dropped and kept; from `prepare`, also the batches of train.batch_tokens
     reused: bool
 
 
@@ -57,7 +57,8 @@ def prepare(cfg: Config, force: bool = False) -> Prepared:
     done = directory / "meta.json"
     if done.is_file() and not force:
         log.info("prepared data is up to date (fingerprint %s) in %s: nothing to do", fingerprint[:16], directory)
-        return load_prepared(directory, reused=True)
+        prepared = load_prepared(directory, reused=True)
+        return prepared._replace(report=prepared.report + "\n" + _batch_report(cfg, prepared.splits["train"]))
     start = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     pairs, dropped_at_source = read_source(cfg.data)
@@ -87,6 +88,8 @@ def prepare(cfg: Config, force: bool = False) -> Prepared:
     }
     done.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")  # written last: marks the cache complete
     log.info("prepared data in %s (%.1f s)", directory, meta["seconds"])
+    # The batch line depends on train.batch_tokens, which the cache does not: it is added on every call.
+    report += "\n" + _batch_report(cfg, encoded["train"])
     return Prepared(directory, fingerprint, tokenizer, encoded, report, reused=False)
 
 
@@ -132,21 +135,30 @@ def read_source(data: DataConfig) -> tuple[list[tuple[str, str]], dict[str, int]
 
 
 def _split(cfg: Config, pairs: list[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Return train/dev/test: explicit dev/test files where given, the others drawn from `pairs`."""
     data = cfg.data
-    if data.dev_src is not None and data.test_src is not None:
-        dev = corpus.clean(sources.read_parallel_text(Path(data.dev_src), Path(data.dev_tgt)), max_len=10**6,
-                           max_ratio=10**6).pairs
-        test = corpus.clean(sources.read_parallel_text(Path(data.test_src), Path(data.test_tgt)), max_len=10**6,
-                            max_ratio=10**6).pairs
-        held_out = {s for s, _ in dev + test}
-        train = [p for p in pairs if p[0] not in held_out]  # no dev/test source sentence is trained on
-        return {"train": train, "dev": dev, "test": test}
-    if data.dev_size + data.test_size >= len(pairs):
-        raise MtkitError(f"the corpus has {len(pairs)} pairs after cleaning, too few for data.dev_size "
-                         f"({data.dev_size}) + data.test_size ({data.test_size}) plus a training split")
-    edges = data.length_edges if data.stratify else None
-    split = corpus.split(pairs, dev_size=data.dev_size, test_size=data.test_size, seed=cfg.seed, stratify_edges=edges)
-    return {"train": split.train, "dev": split.dev, "test": split.test}
+    explicit = {name: _read_held_out(Path(src), Path(tgt))
+                for name, src, tgt in (("dev", data.dev_src, data.dev_tgt), ("test", data.test_src, data.test_tgt))
+                if src is not None and tgt is not None}
+    held_out = {s for split in explicit.values() for s, _ in split}
+    pool = [p for p in pairs if p[0] not in held_out]  # no dev/test source sentence is trained on
+    if not pool:
+        raise MtkitError(f"no training pairs left: every source sentence of the corpus is also in the "
+                         f"{' / '.join(f'data.{name}_src' for name in explicit)} file(s)")
+    dev_size = 0 if "dev" in explicit else data.dev_size
+    test_size = 0 if "test" in explicit else data.test_size
+    if dev_size + test_size >= len(pool):
+        raise MtkitError(f"the corpus has {len(pool)} pairs after cleaning, too few for data.dev_size "
+                         f"({dev_size}) + data.test_size ({test_size}) plus a training split; lower the sizes, "
+                         "give data.dev_src/test_src files or add data")
+    edges = data.length_edges if data.stratify and test_size else None
+    split = corpus.split(pool, dev_size=dev_size, test_size=test_size, seed=cfg.seed, stratify_edges=edges)
+    return {"train": split.train, "dev": explicit.get("dev", split.dev), "test": explicit.get("test", split.test)}
+
+
+def _read_held_out(src: Path, tgt: Path) -> list[tuple[str, str]]:
+    """Return the normalised pairs of an explicit dev/test file pair: only empty lines and duplicates dropped."""
+    return corpus.clean(sources.read_parallel_text(src, tgt), max_len=10**6, max_ratio=10**6).pairs
 
 
 def _encode(tokenizer: Tokenizer, pairs: list[tuple[str, str]]) -> EncodedSplit:
@@ -175,7 +187,7 @@ def _save(directory: Path, tokenizer: Tokenizer, encoded: dict[str, EncodedSplit
 
 
 def load_prepared(directory: Path, reused: bool = False) -> Prepared:
-    """Return the prepared data stored in `directory`."""
+    """Return the prepared data stored in `directory` (its report without the batch line `prepare` adds)."""
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
         raise MtkitError(f"{directory}: no prepared data here (meta.json missing); run `mtkit prepare CONFIG`")
@@ -202,9 +214,6 @@ def _merge_counts(*counts: dict[str, int]) -> dict[str, int]:
 def _report(cfg: Config, raw: list, dropped_at_source: dict[str, int], dropped: dict[str, int],
             splits: dict[str, list], encoded: dict[str, EncodedSplit], tokenizer: Tokenizer) -> str:
     train = encoded["train"]
-    batches = batch_indices([len(s) for s in train.src_ids], [len(t) for t in train.tgt_ids],
-                            cfg.train.batch_tokens, seed=cfg.seed)
-    pad = padding_fraction([len(s) for s in train.src_ids], [len(t) for t in train.tgt_ids], batches)
     pieces = sum(len(t) for t in train.tgt_ids)
     lines = [
         f"source: {cfg.data.source}; {len(raw)} pairs read",
@@ -217,6 +226,13 @@ def _report(cfg: Config, raw: list, dropped_at_source: dict[str, int], dropped: 
         f"tokenizer: {'joint' if tokenizer.joint else 'separate'} {cfg.tokenizer.model_type}, "
         f"vocabulary {tokenizer.src_vocab} (src) / {tokenizer.tgt_vocab} (tgt); "
         f"{pieces / max(1, sum(len(t.split()) for t in train.tgt_text)):.2f} target pieces per word",
-        f"training batches: {len(batches)} of ≤{cfg.train.batch_tokens} tokens, padding {pad:.1%}",
     ]
     return "\n".join(lines)
+
+
+def _batch_report(cfg: Config, train: EncodedSplit) -> str:
+    """Return the line on training batches and their padding under the config's train.batch_tokens."""
+    src_lengths, tgt_lengths = [len(s) for s in train.src_ids], [len(t) for t in train.tgt_ids]
+    batches = batch_indices(src_lengths, tgt_lengths, cfg.train.batch_tokens, seed=cfg.seed)
+    pad = padding_fraction(src_lengths, tgt_lengths, batches)
+    return f"training batches: {len(batches)} of ≤{cfg.train.batch_tokens} tokens, padding {pad:.1%}"
