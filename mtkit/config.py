@@ -118,6 +118,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Optional[int] = None  # CPU threads; all cores when unset
     attention_samples: int = 2  # dev sentences whose attention is plotted at each validation
+    tensorboard: bool = True  # also log to run_dir/tensorboard when the tensorboard package is installed
 
 
 @dataclass(frozen=True)

@@ -240,9 +240,32 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+class _Metrics:
+    """Appends records to metrics.jsonl, and mirrors numbers to TensorBoard where it is installed."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool) -> None:
+        self.path, self.enabled, self.board = run_dir / "metrics.jsonl", enabled, None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # optional: `pip install tensorboard` turns it on
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.board = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.board is not None:
+            for key, value in record.items():
+                if key not in ("step", "epoch", "kind") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.board.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -284,7 +307,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, device: st
             prepare(cfg)
         if world.size > 1:
             torch.distributed.barrier()  # the run dir and the prepared data exist for everyone now
-        return _train_logged(cfg, Path(cfg.run_dir), resume or not world.is_main, dev, world)
+        return _train_logged(cfg, Path(cfg.run_dir), resume, dev, world)
     finally:
         distributed.shutdown(world)
 
@@ -323,6 +346,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world
     scheduler = make_scheduler(optimizer, cfg)
     state = TrainState()
     metrics_path = run_dir / "metrics.jsonl"
+    metrics = _Metrics(run_dir, world.is_main, cfg.train.tensorboard)
     if resume:
         saved = load_checkpoint(run_dir / "last.pt", device)
         model.load_state_dict(saved.model.state_dict())
@@ -378,8 +402,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world
         record = {"step": state.step, "epoch": state.epoch, "kind": "valid", "dev_loss": round(result.loss, 6),
                   "dev_ppl": round(result.ppl, 4), "dev_bleu": round(result.bleu, 4),
                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed(), 1), "best": better}
+        metrics.write(record)
         if main:
-            _append_jsonl(metrics_path, record)
             tqdm.write(f"step {state.step:>6}  epoch {state.epoch}  dev loss {result.loss:.4f}  ppl {result.ppl:.2f}  "
                        f"BLEU {result.bleu:.2f}{'  (best)' if better else ''}")
             log.info("validation %s", record)
@@ -424,7 +448,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world
                     speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
                     lr = optimizer.param_groups[0]["lr"]
                     bar.set_postfix(loss=f"{window_loss / window_steps:.3f}", tok_s=f"{speed:.0f}", lr=f"{lr:.2e}")
-                    _append_jsonl(metrics_path, {"step": state.step, "epoch": state.epoch, "kind": "train",
+                    metrics.write({"step": state.step, "epoch": state.epoch, "kind": "train",
                                                  "loss": round(window_loss / window_steps, 6),
                                                  "tokens_per_s": round(speed, 1), "lr": lr})
                     window_tokens, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
@@ -452,9 +476,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world
     if world.size > 1:
         spread = distributed.parameter_spread(model, world)
         if main:
-            _append_jsonl(metrics_path, {"step": state.step, "kind": "sync", "processes": world.size,
-                                         "max_param_diff": spread})
+            metrics.write({"step": state.step, "kind": "sync", "processes": world.size, "max_param_diff": spread})
             log.info("parameters of the %d processes differ by at most %g", world.size, spread)
+    metrics.close()
     if not main:
         return state
     log.info("finished after %d steps (%.0f s): %s; best dev %s %.4f at step %d", state.step, state.seconds,

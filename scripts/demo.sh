@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# End to end on a synthetic corpus: make data, prepare, train, translate, evaluate by length, plot attention.
+# End to end on a synthetic corpus in about two minutes on a laptop CPU:
+# make data, train (prepare runs first), translate, evaluate by length, plot attention.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MTKIT=${MTKIT:-.venv/bin/mtkit}
 $MTKIT synth data/reverse --task reverse --n 6000 --max-len 12
 $MTKIT train configs/synthetic_reverse.yaml --overwrite
-echo "ka lo mi ru te" | $MTKIT translate
+echo "--- three training sentences and their translations (the task: reverse the words)"
+head -n 3 data/reverse/train.src
+head -n 3 data/reverse/train.src | $MTKIT translate
 $MTKIT eval --by-length
-$MTKIT attention "kami lote sano rumi" --text --out results/demo
+$MTKIT attention --input data/reverse/train.src --line 1 --text --out results/demo
