@@ -43,18 +43,42 @@ def record_from_model(sentence: str, run: Path | None = None, checkpoint: str = 
 
 def record_from_json(path: Path, line: int = 1) -> AttentionRecord:
     """Return record number `line` (1-based) of a `mtkit translate --attention` JSON-lines file."""
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
         raise MtkitError(f"{path}: no such attention file (write one with `mtkit translate --attention FILE`)")
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if number == line:
-                try:
-                    data = json.loads(text)
-                    return AttentionRecord(data["source"], data["target"], np.asarray(data["weights"], dtype=float),
-                                           data.get("translation", ""))
-                except (json.JSONDecodeError, KeyError) as err:
-                    raise MtkitError(f"{path} line {line}: not an mtkit attention record ({err})") from None
-    raise MtkitError(f"{path} has fewer than {line} lines (--line {line})")
+    if line < 1:
+        raise MtkitError(f"--line {line}: lines count from 1")
+    count = 0
+    with open(path, "rb") as handle:  # bytes: a bad line elsewhere in the file must not stop this one
+        for count, raw in enumerate(handle, start=1):
+            if count == line:
+                return _parse_record(raw, f"{path} line {line}")
+    raise MtkitError(f"{path} has {count} line(s); --line {line} is past the end")
+
+
+def _parse_record(raw: bytes, where: str) -> AttentionRecord:
+    """Return the record in one JSON line, checked: the weights must be a (T, S) matrix of the pieces."""
+    how = "give a file written by `mtkit translate --attention FILE`"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MtkitError(f"{where}: not UTF-8 text; {how}") from None
+    except json.JSONDecodeError as err:
+        raise MtkitError(f"{where}: not an mtkit attention record ({err}); {how}") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("source", "target", "weights")):
+        raise MtkitError(f"{where}: not an mtkit attention record (it needs the lists \"source\", \"target\" and "
+                         f"\"weights\"); {how}")
+    source, target = [str(p) for p in data["source"]], [str(p) for p in data["target"]]
+    if not target:
+        raise MtkitError(f"{where}: the translation is empty, so there is no attention to plot")
+    try:
+        weights = np.asarray(data["weights"], dtype=float)  # (T, S)
+    except (TypeError, ValueError):
+        weights = None
+    if weights is None or weights.shape != (len(target), len(source)):
+        raise MtkitError(f"{where}: \"weights\" is not a {len(target)}×{len(source)} matrix (one row per target "
+                         f"piece, one column per source piece); {how}")
+    return AttentionRecord(source, target, weights, str(data.get("translation", "")))
 
 
 def to_words(record: AttentionRecord) -> AttentionRecord:

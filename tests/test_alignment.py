@@ -1,0 +1,128 @@
+"""alignment: attention records from a model or a JSON-lines file, merged into words, drawn as two PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from mtkit.alignment import AttentionRecord, draw, record_from_json, record_from_model, to_words
+from mtkit.config import load_config
+from mtkit.data.synthetic import make_pairs, write_pairs
+from mtkit.errors import MtkitError
+from mtkit.train import train
+
+TINY = [
+    "tokenizer.vocab_size=40", "model.emb_dim=16", "model.hidden_dim=24", "model.dec_hidden_dim=32",
+    "model.out_dim=24", "model.attention.dim=24", "model.dropout=0.0", "train.batch_tokens=400",
+    "train.log_every=10", "train.valid_bleu_sentences=0", "train.attention_samples=0", "train.lr=0.01",
+    "train.valid_every=0", "train.epochs=100", "data.dev_size=30", "data.test_size=30",
+]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny runs on a reversal corpus: `att` (additive attention, 60 steps) and `none` (no attention)."""
+    root = tmp_path_factory.mktemp("alignment")
+    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
+    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
+                                 "  length_edges: [3, 6]\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        train(load_config(root / "c.yaml", [*TINY, "run_dir=runs/att", "train.max_steps=60"]))
+        train(load_config(root / "c.yaml", [*TINY, "run_dir=runs/none", "train.max_steps=1",
+                                            "model.attention.kind=none"]))
+    return root
+
+
+def record(source=("▁ka", "lo", "▁mi"), target=("▁A", "B", "▁C"), seed=0) -> AttentionRecord:
+    weights = np.random.default_rng(seed).random((len(target), len(source)))
+    return AttentionRecord(list(source), list(target), weights / weights.sum(1, keepdims=True), "AB C")
+
+
+def write_lines(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+def test_record_from_model_matches_the_pieces_and_rows_sum_to_one(runs):
+    sentence = Path(runs, "c.src").read_text().splitlines()[0]
+    rec = record_from_model(sentence, runs / "runs/att")
+    assert rec.target and rec.translation
+    assert rec.weights.shape == (len(rec.target), len(rec.source))
+    assert np.allclose(rec.weights.sum(1), 1.0, atol=1e-5) and (rec.weights >= 0).all()
+    assert "".join(rec.source).replace("▁", " ").strip() == sentence
+
+
+def test_model_without_attention_gets_a_clear_message(runs):
+    with pytest.raises(MtkitError, match=r"no attention \(model.attention.kind = none\).*no weights to plot"):
+        record_from_model("kafegi feno", runs / "runs/none")
+
+
+def test_empty_sentence_is_refused(runs):
+    with pytest.raises(MtkitError, match="sentence to translate is empty"):
+        record_from_model("   ", runs / "runs/att")
+
+
+def test_record_from_json_reads_the_numbered_line(tmp_path):
+    good = {"line": 2, "source": ["▁a", "b"], "target": ["▁X"], "weights": [[0.25, 0.75]], "translation": "X"}
+    path = write_lines(tmp_path / "a.jsonl", [b"{}", json.dumps(good).encode(), b"\xff not utf-8"])
+    rec = record_from_json(path, 2)  # a broken line elsewhere in the file does not matter
+    assert rec.source == ["▁a", "b"] and rec.target == ["▁X"] and rec.translation == "X"
+    assert rec.weights.shape == (1, 2) and rec.weights.dtype == float
+
+
+def test_record_from_json_missing_file_and_too_few_lines(tmp_path):
+    with pytest.raises(MtkitError, match=r"nope.jsonl: no such attention file.*translate --attention"):
+        record_from_json(tmp_path / "nope.jsonl")
+    path = write_lines(tmp_path / "a.jsonl", [b"{}", b"{}"])
+    with pytest.raises(MtkitError, match=r"a.jsonl has 2 line\(s\); --line 5 is past the end"):
+        record_from_json(path, 5)
+    with pytest.raises(MtkitError, match="--line 0: lines count from 1"):
+        record_from_json(path, 0)
+
+
+@pytest.mark.parametrize("line, message", [
+    (b"not json", "line 1: not an mtkit attention record"),
+    (b"[1, 2]", "line 1: not an mtkit attention record"),
+    (b'{"source": ["a"], "target": ["b"]}', "line 1: not an mtkit attention record"),
+    (b'{"source": "ab", "target": ["b"], "weights": [[1]]}', "line 1: not an mtkit attention record"),
+    (b'{"source": ["a"], "target": ["b", "c"], "weights": [[1], [0.5, 0.5]]}', "not a 2×1 matrix"),
+    (b'{"source": ["a", "b"], "target": ["c"], "weights": [[1]]}', "not a 1×2 matrix"),
+    (b'{"source": ["a"], "target": ["c"], "weights": [["x"]]}', "not a 1×1 matrix"),
+    (b'{"source": [], "target": [], "weights": []}', "translation is empty, so there is no attention to plot"),
+    (b"\xff\xfe", "line 1: not UTF-8 text"),
+])
+def test_record_from_json_bad_records_are_named(tmp_path, line, message):
+    path = write_lines(tmp_path / "bad.jsonl", [line])
+    with pytest.raises(MtkitError, match=message):
+        record_from_json(path, 1)
+
+
+def test_to_words_merges_pieces_and_keeps_rows_summing_to_one():
+    rec = record()
+    words = to_words(rec)
+    assert words.source == ["kalo", "mi"] and words.target == ["AB", "C"] and words.translation == rec.translation
+    assert words.weights.shape == (2, 2)
+    assert np.allclose(words.weights.sum(1), 1.0)
+    by_word = np.stack([rec.weights[:, :2].sum(1), rec.weights[:, 2]], 1)  # (T, S_words): columns summed
+    assert np.allclose(words.weights, [by_word[:2].mean(0), by_word[2]])  # target rows averaged
+
+
+def test_draw_writes_two_valid_pngs(tmp_path):
+    paths = draw(to_words(record()), tmp_path / "out" / "plots", stem="s1")
+    assert [p.name for p in paths] == ["s1_heatmap.png", "s1_lines.png"]
+    for path in paths:
+        assert path.read_bytes()[:8] == PNG
+        image = matplotlib.image.imread(path)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_draw_refuses_an_empty_record(tmp_path):
+    with pytest.raises(MtkitError, match="no attention weights"):
+        draw(AttentionRecord(["▁a"], [], np.zeros((0, 1)), ""), tmp_path)
+    assert not list(tmp_path.iterdir())
