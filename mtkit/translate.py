@@ -80,8 +80,11 @@ class Translator:
         """Return one Translation per sentence, in order (settings default to the run's `decode` config)."""
         d = self.cfg.decode
         beam = d.beam if beam is None else beam
+        batch_size = d.batch_size if batch_size is None else batch_size
         if beam < 1 or n_best < 1 or n_best > beam:
             raise MtkitError(f"--beam must be ≥ 1 and --n-best between 1 and the beam size (got beam {beam}, n-best {n_best})")
+        if batch_size < 1:  # decode() would skip every batch and return empty translations
+            raise MtkitError(f"--batch-size must be ≥ 1 (got {batch_size})")
         src_ids = self.tokenizer.encode_src([s.strip() for s in sentences])
         truncated = [len(ids) > d.max_src_len for ids in src_ids]
         src_ids = [ids[: d.max_src_len] for ids in src_ids]
@@ -89,7 +92,7 @@ class Translator:
             self.model, src_ids, beam=beam, n_best=n_best,
             length_penalty=d.length_penalty if length_penalty is None else length_penalty,
             max_len_ratio=d.max_len_ratio if max_len_ratio is None else max_len_ratio,
-            max_len_extra=d.max_len_extra, batch_size=batch_size or d.batch_size, device=self.device,
+            max_len_extra=d.max_len_extra, batch_size=batch_size, device=self.device,
         )
         return [
             Translation(self.tokenizer.decode_tgt(hyps[0].tokens), hyps, self.tokenizer.src_pieces(ids), cut)

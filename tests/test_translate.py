@@ -1,0 +1,159 @@
+"""translate: one output per input line whatever the bytes, truncation warnings, runs, n-best, attention JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mtkit.alignment import record_from_json
+from mtkit.config import load_config
+from mtkit.data.synthetic import make_pairs, write_pairs
+from mtkit.errors import MtkitError
+from mtkit.train import train
+from mtkit.translate import Translator, read_lines, resolve_checkpoint, translate_lines, write_attention
+
+TINY = [
+    "tokenizer.vocab_size=40", "model.emb_dim=16", "model.hidden_dim=24", "model.dec_hidden_dim=32",
+    "model.out_dim=24", "model.attention.dim=24", "model.dropout=0.0", "train.batch_tokens=400",
+    "train.log_every=10", "train.valid_bleu_sentences=0", "train.attention_samples=0", "train.lr=0.01",
+    "train.valid_every=0", "train.epochs=100", "data.dev_size=30", "data.test_size=30", "decode.beam=2",
+]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A directory with two tiny runs on a reversal corpus: `none` (no attention), then `att` (the latest)."""
+    root = tmp_path_factory.mktemp("translate")
+    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
+    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
+                                 "  length_edges: [3, 6]\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        train(load_config(root / "c.yaml", [*TINY, "run_dir=runs/none", "train.max_steps=1",
+                                            "model.attention.kind=none"]))
+        train(load_config(root / "c.yaml", [*TINY, "run_dir=runs/att", "train.max_steps=60"]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def translator(root) -> Translator:
+    return Translator.from_run(root / "runs/att")
+
+
+@pytest.fixture(scope="module")
+def sentences(root) -> list[str]:
+    return Path(root, "c.src").read_text().splitlines()[:6]
+
+
+def test_every_input_line_gives_one_output(translator, sentences, caplog):
+    first, second = sentences[0], sentences[1]
+    raw = (b"\xef\xbb\xbf" + first.encode() + b"\r\n"  # BOM and CRLF
+           + b"\n"  # empty
+           + b"  \t \r\n"  # whitespace only
+           + second.encode() + b" \xff\xfe\n"  # invalid UTF-8
+           + b"\xc3\n"  # a cut multi-byte character
+           + first.encode())  # no final newline
+    with caplog.at_level(logging.WARNING, logger="mtkit"):
+        lines = read_lines(io.BytesIO(raw), "in.txt")
+    assert lines == [first, "", "  \t ", second + " \ufffd\ufffd", "\ufffd", first]
+    assert "in.txt: invalid UTF-8 replaced with U+FFFD on 2 line(s): 4, 5" in caplog.text
+    results = list(translate_lines(translator, lines))
+    assert len(results) == len(lines)
+    assert results[1].text == results[2].text == "" and results[1].src_pieces == results[2].src_pieces == []
+    assert results[0].text == results[5].text == translator.translate([first])[0].text  # BOM, CRLF: no trace
+    assert results[0].text  # the trained model says something
+    assert all("\n" not in r.text and "\r" not in r.text for r in results)
+
+
+def test_empty_input_gives_no_output(translator):
+    assert read_lines(io.BytesIO(b"")) == []
+    assert list(translate_lines(translator, [])) == []
+
+
+def test_long_line_is_truncated_with_a_warning_naming_it(translator, sentences, caplog):
+    short = Translator(translator.model, translator.tokenizer,
+                       replace(translator.cfg, decode=replace(translator.cfg.decode, max_src_len=6)), translator.device)
+    long_line = " ".join(sentences[:3])
+    assert len(translator.tokenizer.encode_src([long_line])[0]) > 6
+    lines = ["", sentences[3][:4], long_line, "", long_line]
+    with caplog.at_level(logging.WARNING, logger="mtkit"):
+        results = list(translate_lines(short, lines, chunk=2))  # line 5 is in the third chunk
+    assert len(results) == 5
+    assert [r.truncated for r in results] == [False, False, True, False, True]
+    assert len(results[2].src_pieces) == 6
+    assert results[2].src_pieces == translator.tokenizer.src_pieces(translator.tokenizer.encode_src([long_line])[0][:6])
+    warned = [r.getMessage() for r in caplog.records if "max_src_len" in r.getMessage()]
+    assert [w.split(":")[0] for w in warned] == ["line 3", "line 5"]
+    assert "longer than decode.max_src_len = 6 pieces" in warned[0]
+
+
+def test_from_run_latest_last_and_path(root, translator, sentences, monkeypatch):
+    expected = [t.text for t in translator.translate(sentences)]
+    monkeypatch.chdir(root)
+    assert [t.text for t in Translator.from_run().translate(sentences)] == expected  # runs/latest is `att`
+    last = Translator.from_run(root / "runs/att", checkpoint="last")
+    assert [t.text for t in last.translate(sentences)] == expected  # valid_every=0: the last step is the best
+    by_path = Translator.from_run(checkpoint=str(root / "runs/att/best.pt"))
+    assert [t.text for t in by_path.translate(sentences)] == expected
+    assert resolve_checkpoint(None) == Path(root / "runs/att/best.pt").resolve()
+
+
+def test_missing_runs_and_checkpoints_are_named(root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MtkitError, match="no run given and runs/latest does not exist"):
+        Translator.from_run()
+    with pytest.raises(MtkitError, match="nowhere/best.pt does not exist"):
+        Translator.from_run(tmp_path / "nowhere")
+    with pytest.raises(MtkitError, match="--checkpoint x.pt: no such file"):
+        Translator.from_run(root / "runs/att", checkpoint="x.pt")
+
+
+def test_batches_and_beam_settings_keep_the_order(translator, sentences):
+    lines = sentences + ["", sentences[0]]
+    one_by_one = [translator.translate([s], beam=1)[0].text for s in lines]
+    assert [t.text for t in translator.translate(lines, beam=1, batch_size=3)] == one_by_one
+    for bad in (0, -1):  # -1 used to skip every batch and give empty translations
+        with pytest.raises(MtkitError, match=f"--batch-size must be ≥ 1 \\(got {bad}\\)"):
+            translator.translate(lines, batch_size=bad)
+
+
+def test_n_best_is_sorted_and_the_best_is_the_text(translator, sentences):
+    for result in translator.translate(sentences, beam=4, n_best=3):
+        scores = [h.score for h in result.hypotheses]
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+        assert result.text == translator.tokenizer.decode_tgt(result.hypotheses[0].tokens)
+    with pytest.raises(MtkitError, match="--n-best between 1 and the beam size"):
+        translator.translate(sentences, beam=2, n_best=3)
+
+
+def test_attention_json_has_one_row_per_target_piece(translator, sentences, tmp_path):
+    lines = [sentences[0], "", sentences[1]]
+    results = list(translate_lines(translator, lines, beam=3))
+    path = tmp_path / "att.jsonl"
+    with open(path, "w", encoding="utf-8") as handle:
+        for number, result in enumerate(results, start=1):
+            write_attention(handle, number, translator, result)
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [r["line"] for r in records] == [1, 2, 3]
+    for rec, line, result in zip(records, lines, results):
+        assert rec["translation"] == result.text
+        assert rec["source"] == translator.tokenizer.src_pieces(translator.tokenizer.encode_src([line])[0])
+        assert len(rec["weights"]) == len(rec["target"]) == len(result.hypotheses[0].tokens)
+        for row in rec["weights"]:
+            assert len(row) == len(rec["source"]) and abs(sum(row) - 1.0) < 1e-3 and min(row) >= 0
+    assert records[1]["weights"] == records[1]["target"] == records[1]["source"] == []
+    assert records[0]["weights"]
+    again = record_from_json(path, 3)  # what `mtkit attention --from-json` reads
+    assert again.weights.shape == (len(records[2]["target"]), len(records[2]["source"]))
+
+
+def test_model_without_attention(root, sentences):
+    plain = Translator.from_run(root / "runs/none")
+    assert not plain.has_attention
+    results = plain.translate(sentences[:2], beam=2, n_best=2)
+    assert len(results) == 2 and all(h.attention is None for r in results for h in r.hypotheses)
