@@ -1,0 +1,275 @@
+"""CLI smoke test: synth → prepare → train → translate → eval → attention through the console entry point,
+and the user errors that must end in one `error: ...` line with exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import NamedTuple
+
+import matplotlib.image
+import pytest
+from typer.testing import CliRunner
+
+from mtkit.cli import main
+
+CONFIG = """\
+run_dir: runs/tiny
+data:
+  source: text
+  src_file: data/train.src
+  tgt_file: data/train.tgt
+  dev_size: 30
+  test_size: 30
+  length_edges: [3, 6]
+tokenizer:
+  vocab_size: 40
+model:
+  emb_dim: 16
+  hidden_dim: 24
+  dec_hidden_dim: 32
+  out_dim: 24
+  dropout: 0.0
+  attention:
+    dim: 24
+train:
+  batch_tokens: 400
+  epochs: 100
+  max_steps: 40
+  lr: 0.01
+  valid_every: 20
+  valid_bleu_sentences: 0
+  attention_samples: 0
+  log_every: 10
+decode:
+  beam: 2
+eval:
+  edges: [3, 6]
+"""
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class Result(NamedTuple):
+    code: int
+    stdout: str
+    stderr: str
+
+
+def mtkit(*args: str, input: str | bytes | None = None) -> Result:
+    """Run `mtkit ARGS` in this process through `main()`, the console script, with its error handling."""
+    with CliRunner().isolation(input=input) as (out, err, _), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["mtkit", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return Result(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+def console(cwd: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m mtkit.cli ARGS` as a separate process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "mtkit.cli", *args], cwd=cwd, env=env, input=input,
+                          capture_output=True, timeout=120)
+
+
+def assert_user_error(result: Result, *fragments: str) -> None:
+    """One `error: ...` line, as the last line of stderr, exit status 2, no traceback; it holds each fragment."""
+    assert result.code == 2, result
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+def lines_of(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG, path
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and min(image.shape[:2]) > 100
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """synth, prepare twice and train (with and without attention) through the CLI, in a fresh directory."""
+    root = tmp_path_factory.mktemp("cli")
+    (root / "c.yaml").write_text(CONFIG, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        steps = SimpleNamespace(
+            root=root,
+            synth=mtkit("synth", "data", "--n", "600", "--max-len", "6", "--vocab", "12"),
+            prepare=mtkit("prepare", "c.yaml"),
+            prepare_again=mtkit("prepare", "c.yaml"),
+            train_none=mtkit("train", "c.yaml", "--set", "run_dir=runs/none", "--set", "model.attention.kind=none",
+                             "--set", "train.max_steps=1"),
+            train=mtkit("train", "c.yaml"),  # the latest run
+        )
+    return steps
+
+
+def test_synth_prepare_and_train(project):
+    root = project.root
+    assert project.synth.code == 0, project.synth
+    assert len(lines_of(root / "data/train.src")) == len(lines_of(root / "data/train.tgt")) == 600
+    assert project.prepare.code == 0, project.prepare
+    assert "training batches:" in project.prepare.stderr and "prepared: runs/cache/" in project.prepare.stderr
+    assert project.prepare_again.code == 0
+    assert "up to date, nothing to do: runs/cache/" in project.prepare_again.stderr
+    for result in (project.train_none, project.train):
+        assert result.code == 0, result
+    assert (root / "runs/tiny/best.pt").is_file() and (root / "runs/none/last.pt").is_file()
+    assert Path(lines_of(root / "runs/latest")[0]) == (root / "runs/tiny").resolve()
+
+
+def test_translate_stdin_to_stdout_keeps_the_line_count(project):
+    sources = lines_of(project.root / "data/train.src")[:5]
+    text = "\r\n".join([sources[0], "", "   ", *sources[1:]]) + "\n"
+    run = console(project.root, "translate", input=b"\xef\xbb\xbf" + text.encode())
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    out = run.stdout.decode("utf-8").split("\n")
+    assert out[-1] == "" and len(out) - 1 == 7
+    assert out[1] == out[2] == "" and out[0]
+    assert b"Traceback" not in run.stderr
+
+
+def test_translate_files_n_best_and_attention_json(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    (project.root / "in.txt").write_text("\n".join(lines_of(project.root / "data/train.src")[:4]) + "\n")
+    result = mtkit("translate", "-i", "in.txt", "-o", "out/new/dir/hyp.txt", "--attention", "out/att.jsonl")
+    assert result.code == 0, result
+    assert len(lines_of(project.root / "out/new/dir/hyp.txt")) == 4
+    records = [json.loads(line) for line in lines_of(project.root / "out/att.jsonl")]
+    assert [r["line"] for r in records] == [1, 2, 3, 4]
+    assert all(len(r["weights"]) == len(r["target"]) and len(r["weights"][0]) == len(r["source"]) for r in records)
+    nbest = mtkit("translate", "-i", "in.txt", "--beam", "3", "--n-best", "3")
+    assert nbest.code == 0, nbest
+    rows = [line.split(" ||| ") for line in nbest.stdout.splitlines()]
+    assert [int(r[0]) for r in rows] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    for i in range(0, 12, 3):
+        scores = [float(r[3]) for r in rows[i : i + 3]]
+        assert scores == sorted(scores, reverse=True)
+    shown = mtkit("attention", "--from-json", "out/att.jsonl", "--line", "2", "--out", "out/plots", "--stem", "j")
+    assert shown.code == 0, shown
+    assert_png(project.root / "out/plots/j_heatmap.png")
+
+
+def test_eval_by_length_writes_scores_and_a_png(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    result = mtkit("eval", "--by-length", "--bootstrap", "200")
+    assert result.code == 0, result
+    assert "src words" in result.stdout and "1-3" in result.stdout and "BLEU: nrefs:1" in result.stdout
+    out = project.root / "runs/tiny/eval"
+    scores = json.loads((out / "scores.json").read_text())
+    system = scores["systems"][0]
+    assert system["name"] == "tiny" and system["count"] == 30 and system["edges"] == [3, 6]
+    assert sum(b["count"] for b in system["buckets"]) == 30
+    assert lines_of(out / "scores.csv")[0].startswith("system,bucket,")
+    assert_png(out / "bleu_by_length.png")
+
+
+def test_eval_output_files_with_names(project, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    src, ref = ["a b c", "d e", "f g h i"], ["A B C", "D E", "F G H I"]
+    for name, lines in {"s.txt": src, "r.txt": ref, "h1.txt": ref, "h2.txt": ["A B", "X", "F G H I"]}.items():
+        (tmp_path / name).write_text("".join(line + "\n" for line in lines))
+    result = mtkit("eval", "--src", "s.txt", "--ref", "r.txt", "--hyp", "h1.txt", "--hyp", "h2.txt",
+                   "--name", "copy", "--name", "other", "--out", "res")
+    assert result.code == 0, result
+    first, second = result.stdout.splitlines()[:2]
+    assert first.startswith("copy ") and "BLEU 100.00" in first and "(3 lines)" in first
+    assert second.startswith("other ") and "BLEU 100.00" not in second
+    systems = json.loads((tmp_path / "res/scores.json").read_text())["systems"]
+    assert [s["name"] for s in systems] == ["copy", "other"]
+    assert (tmp_path / "res/scores.csv").is_file() and not (tmp_path / "res/bleu_by_length.png").exists()
+
+
+def test_attention_of_a_sentence_with_words_and_text(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    sentence = lines_of(project.root / "data/train.src")[0]
+    result = mtkit("attention", sentence, "--text", "--words", "--out", "att")
+    assert result.code == 0, result
+    translation, *grid = result.stdout.splitlines()
+    assert translation.strip()
+    assert any("┌" in line for line in grid) and grid[-1].startswith("shades:")
+    assert sum("│" in line for line in grid) == len(translation.split())  # one grid row per target word
+    for name in ("attention_heatmap.png", "attention_lines.png"):
+        assert_png(project.root / "att" / name)
+
+
+# User errors: one line, exit status 2, no traceback.
+
+
+def test_unknown_config_key_says_did_you_mean(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    (project.root / "typo.yaml").write_text(CONFIG.replace("  dropout: 0.0", "  dropuot: 0.0"))
+    assert_user_error(mtkit("prepare", "typo.yaml"), "typo.yaml", "`model.dropuot`: unknown key; did you mean `dropout`?")
+    assert_user_error(mtkit("train", "c.yaml", "--set", "model.hiden_dim=8"), "did you mean `hidden_dim`?")
+
+
+def test_bad_set_values(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    assert_user_error(mtkit("prepare", "c.yaml", "--set", "model.hidden_dim=abc"),
+                      "`model.hidden_dim`: got 'abc'; expected an integer")
+    assert_user_error(mtkit("prepare", "c.yaml", "--set", "model.dropout=2"), "must be between 0.0 and 0.99")
+    assert_user_error(mtkit("prepare", "c.yaml", "--set", "model.dropout"), "write overrides as key=value")
+
+
+def test_missing_config_file(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    assert_user_error(mtkit("prepare", "nope.yaml"), "nope.yaml: config file not found")
+    assert_user_error(mtkit("train", "nope.yaml"), "nope.yaml: config file not found")
+
+
+def test_translate_and_attention_with_no_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(mtkit("translate", input="hola\n"), "no run given and runs/latest does not exist")
+    assert_user_error(mtkit("attention", "hola"), "no run given and runs/latest does not exist")
+    assert_user_error(mtkit("eval"), "no run given and runs/latest does not exist")
+
+
+def test_no_attention_model_refuses_attention_output(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    assert_user_error(mtkit("translate", "--run", "runs/none", "--attention", "a.jsonl", input="kafegi\n"),
+                      "this model has no attention", "drop --attention")
+    assert not (project.root / "a.jsonl").exists()
+    assert_user_error(mtkit("attention", "kafegi feno", "--run", "runs/none"), "this model has no attention")
+
+
+def test_translate_output_that_cannot_be_written(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    (project.root / "blocker").write_text("a file, not a directory\n")
+    assert_user_error(mtkit("translate", "-o", "blocker/out.txt", input="kafegi\n"),
+                      "--output blocker/out.txt: cannot write the file")
+    assert_user_error(mtkit("translate", "-i", "missing.txt"), "--input missing.txt: no such file")
+    assert_user_error(mtkit("translate", "--batch-size", "-1", input="kafegi\n"), "--batch-size must be ≥ 1")
+
+
+def test_eval_mismatched_line_counts_names_files_and_counts(tmp_path):
+    for name, n in {"s.txt": 3, "r.txt": 3, "h.txt": 2}.items():
+        (tmp_path / name).write_text("a b\n" * n)
+    run = console(tmp_path, "eval", "--src", "s.txt", "--ref", "r.txt", "--hyp", "h.txt")
+    stderr = run.stderr.decode()
+    assert run.returncode == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "error: System 'h.txt': line counts differ (src s.txt: 3 lines, hyp h.txt: 2 lines, ref r.txt: 3 lines); "
+        "source, hypothesis and reference files must be line-aligned.")
+
+
+def test_train_into_an_occupied_run_dir(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    before = (project.root / "runs/tiny/best.pt").stat().st_mtime_ns
+    assert_user_error(mtkit("train", "c.yaml"), "runs/tiny already holds a run", "--resume", "--overwrite")
+    assert (project.root / "runs/tiny/best.pt").stat().st_mtime_ns == before
