@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from mtkit.config import Config, DataConfig
 from mtkit.data import corpus, sources
@@ -61,8 +62,12 @@ def prepare(cfg: Config, force: bool = False) -> Prepared:
         return prepared._replace(report=prepared.report + "\n" + _batch_report(cfg, prepared.splits["train"]))
     start = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
+    stages = tqdm(total=5, desc="prepare", unit="stage", disable=None, leave=False)
+    stages.set_postfix_str(f"reading the {cfg.data.source} source")
     pairs, dropped_at_source = read_source(cfg.data)
     log.info("read %d pairs from the %s source", len(pairs), cfg.data.source)
+    stages.update()
+    stages.set_postfix_str("cleaning and splitting")
     cleaned = corpus.clean(pairs, min_len=cfg.data.min_len, max_len=cfg.data.max_len, max_ratio=cfg.data.max_ratio)
     kept = cleaned.pairs
     if cfg.data.max_sentences is not None:
@@ -71,15 +76,23 @@ def prepare(cfg: Config, force: bool = False) -> Prepared:
         raise MtkitError(f"no sentence pairs left after cleaning ({corpus.format_dropped(cleaned.dropped)}); "
                          "check data.min_len / data.max_len / data.max_ratio")
     splits = _split(cfg, kept)
+    stages.update()
+    stages.set_postfix_str("training SentencePiece")
     tokenizer = train_tokenizer(
         [s for s, _ in splits["train"]], [t for _, t in splits["train"]],
         vocab_size=cfg.tokenizer.vocab_size, model_type=cfg.tokenizer.model_type, joint=cfg.tokenizer.joint,
         character_coverage=cfg.tokenizer.character_coverage,
         max_sentences=cfg.tokenizer.max_train_sentences, seed=cfg.seed,
     )
+    stages.update()
+    stages.set_postfix_str("encoding")
     encoded = {name: _encode(tokenizer, split) for name, split in splits.items()}
+    stages.update()
+    stages.set_postfix_str("writing the cache")
     report = _report(cfg, pairs, dropped_at_source, cleaned.dropped, splits, encoded, tokenizer)
     _save(directory, tokenizer, encoded, report)
+    stages.update()
+    stages.close()
     meta = {
         "fingerprint": fingerprint, "version": PREPARE_VERSION, "seconds": round(time.perf_counter() - start, 1),
         "data": asdict(cfg.data), "tokenizer": asdict(cfg.tokenizer), "seed": cfg.seed,

@@ -364,6 +364,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world
         torch.manual_seed(cfg.seed + 1000 * world.rank + state.step)  # each process its own dropout masks
     if main:
         save_config(cfg, run_dir / "config.yaml")
+        tokenizer.save(run_dir)  # beside the checkpoints too, for other tools
         (run_dir / "data.json").write_text(json.dumps({"prepared": str(prepared.directory.resolve())}) + "\n")
         environment = {**_environment(cfg, device), "processes": world.size}
         (run_dir / "environment.json").write_text(json.dumps(environment, indent=2) + "\n")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple, TextIO
 
 import torch
+from tqdm import tqdm
 
 from mtkit.checkpoint import load_checkpoint
 from mtkit.config import Config
@@ -130,13 +131,16 @@ def translate_lines(
     An empty or whitespace-only line gives an empty translation; a line longer than
     `decode.max_src_len` pieces is truncated, with a warning that names it.
     """
-    for start in range(0, len(lines), chunk):
-        batch = lines[start : start + chunk]
-        for offset, result in enumerate(translator.translate(batch, **options)):  # type: ignore[arg-type]
-            if result.truncated:
-                log.warning("line %d: longer than decode.max_src_len = %d pieces; translated its first %d pieces",
-                            start + offset + 1, translator.cfg.decode.max_src_len, translator.cfg.decode.max_src_len)
-            yield result
+    with tqdm(total=len(lines), desc="translate", unit="line", disable=None, leave=False) as progress:
+        for start in range(0, len(lines), chunk):
+            batch = lines[start : start + chunk]
+            for offset, result in enumerate(translator.translate(batch, **options)):  # type: ignore[arg-type]
+                if result.truncated:
+                    log.warning("line %d: longer than decode.max_src_len = %d pieces; translated its first %d pieces",
+                                start + offset + 1, translator.cfg.decode.max_src_len,
+                                translator.cfg.decode.max_src_len)
+                yield result
+            progress.update(len(batch))
 
 
 def write_attention(handle: TextIO, line: int, translator: Translator, result: Translation) -> None:
