@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The CPU build, pinned: an unpinned torch would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: install data test test-all demo clean
+.PHONY: install data test test-all demo reproduce clean
 
 install: $(BIN)/mtkit
 
@@ -38,3 +38,8 @@ demo: install
 
 clean:
 	rm -rf $(VENV) runs results
+
+# The main job: the BLEU-by-length study on the Bible (about 50 minutes on 2 CPU cores).
+# FULL=1 make reproduce runs the larger GPU setting.
+reproduce: install data
+	bash scripts/reproduce.sh

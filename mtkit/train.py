@@ -405,7 +405,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world
                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed(), 1), "best": better}
         metrics.write(record)
         if main:
-            tqdm.write(f"step {state.step:>6}  epoch {state.epoch}  dev loss {result.loss:.4f}  ppl {result.ppl:.2f}  "
+            tqdm.write(f"{run_dir.name}  step {state.step:>6}  epoch {state.epoch}  dev loss {result.loss:.4f}  "
+                       f"ppl {result.ppl:.2f}  "
                        f"BLEU {result.bleu:.2f}{'  (best)' if better else ''}")
             log.info("validation %s", record)
             _save_attention_samples(model, prepared, cfg, run_dir, state.step, device)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The length study in one command: Bible corpus → RNNencdec and RNNsearch → BLEU by sentence length.
+# Each step is a plain mtkit command, so any one of them can be changed or rerun on its own.
+#   bash scripts/reproduce.sh          # CPU setting: both models trained side by side, one core each
+#   FULL=1 bash scripts/reproduce.sh   # larger models and budgets for a GPU, plus Luong variants
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MTKIT=${MTKIT:-.venv/bin/mtkit}
+OUT=${OUT:-results}
+start=$(date +%s)
+mkdir -p "$OUT"
+
+if [ "${FULL:-0}" = 1 ]; then
+  CONFIGS=(configs/full/rnnencdec.yaml configs/full/rnnsearch.yaml configs/full/luong_general.yaml configs/full/scaled_dot.yaml)
+  PARALLEL=0
+else
+  CONFIGS=(configs/bible_rnnencdec.yaml configs/bible_rnnsearch.yaml)
+  PARALLEL=${PARALLEL:-1}
+fi
+EXTRA=("$@")  # e.g. --set train.max_minutes=5 for a quick look
+
+echo "== 1/4 prepare: read, clean and split the Bible, train SentencePiece (once; cached)"
+$MTKIT prepare "${CONFIGS[0]}" "${EXTRA[@]}"
+
+echo "== 2/4 train ${#CONFIGS[@]} models of the same size and budget (progress: $OUT/train_*.log)"
+runs=()
+pids=()
+for config in "${CONFIGS[@]}"; do
+  name=$(basename "$config" .yaml)
+  run=$(sed -n 's/^run_dir: *//p' "$config")
+  runs+=("$run")
+  if [ "$PARALLEL" = 1 ]; then
+    # Small RNNs use one core well and two cores poorly: one model per core finishes both sooner.
+    $MTKIT train "$config" --overwrite --set train.threads=1 "${EXTRA[@]}" 2>"$OUT/train_$name.log" &
+    pids+=($!)
+  else
+    $MTKIT train "$config" --overwrite "${EXTRA[@]}" 2>"$OUT/train_$name.log"
+  fi
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+
+echo "== 3/4 translate each test split (beam search) and score BLEU by source length"
+run_args=()
+for run in "${runs[@]}"; do run_args+=(--run "$run"); done
+$MTKIT eval "${run_args[@]}" --by-length --out "$OUT" | tee "$OUT/table.txt"
+
+echo "== 4/4 summary"
+${PYTHON:-.venv/bin/python} scripts/summarize.py "$OUT" "${runs[@]}" --seconds $(( $(date +%s) - start )) | tee "$OUT/summary.md"
