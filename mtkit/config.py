@@ -228,7 +228,12 @@ def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise MtkitError(f"--set {item!r}: write overrides as key=value, e.g. model.hidden_dim=256")
-        _set_path(raw, key.strip(), yaml.safe_load(value) if value.strip() else None)
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as err:
+            raise MtkitError(f"--set {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)}); "
+                             "quote it, e.g. key='[x'") from None
+        _set_path(raw, key.strip(), parsed)
     where = f"{path}: " if path is not None else ""
     cfg = _build(Config, raw, prefix="", where=where)
     _check_combinations(cfg, where)

@@ -56,3 +56,8 @@ def test_round_trip_through_dict_and_yaml(tmp_path):
 def test_config_is_immutable():
     with pytest.raises(Exception):
         Config().model.hidden_dim = 3  # type: ignore[misc]
+
+
+def test_set_value_that_is_not_yaml_is_a_clear_error():
+    with pytest.raises(MtkitError, match=r"--set 'data.src_file=\[': the value is not valid YAML"):
+        load_config(None, ["data.src_file=["])

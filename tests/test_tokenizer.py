@@ -40,3 +40,9 @@ def test_empty_training_data_is_an_error():
 def test_load_from_empty_dir_says_what_to_run(tmp_path):
     with pytest.raises(MtkitError, match="mtkit prepare"):
         Tokenizer.load(tmp_path)
+
+
+def test_too_small_vocabulary_is_a_clear_error():
+    texts = ["abcdefghijklmnopqrstuvwxyz " * 3] * 20
+    with pytest.raises(MtkitError, match="tokenizer.vocab_size = 10"):
+        train_tokenizer(texts, texts, vocab_size=10)

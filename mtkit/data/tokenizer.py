@@ -116,6 +116,16 @@ def train_sentencepiece(
         raise MtkitError("cannot train a tokenizer on an empty training split")
     buffer = io.BytesIO()
     spm.set_random_generator_seed(seed)  # sentence sampling is then repeatable
+    try:
+        _train(texts, buffer, vocab_size, model_type, character_coverage, max_sentences)
+    except RuntimeError as err:  # SentencePiece reports a too-small vocabulary as a RuntimeError
+        raise MtkitError(f"tokenizer.vocab_size = {vocab_size}: SentencePiece could not train "
+                         f"({str(err).splitlines()[0]}); raise tokenizer.vocab_size") from None
+    return buffer.getvalue()
+
+
+def _train(texts: list[str], buffer: io.BytesIO, vocab_size: int, model_type: str, character_coverage: float,
+           max_sentences: int) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
         model_writer=buffer,
@@ -129,7 +139,6 @@ def train_sentencepiece(
         num_threads=2,
         minloglevel=2,
     )
-    return buffer.getvalue()
 
 
 def train_tokenizer(
