@@ -41,7 +41,7 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 
 echo "== 3/4 translate each test split (beam search) and score BLEU by source length"
 run_args=()
-for run in "${runs[@]}"; do run_args+=(--run "$run"); done
+for i in "${!runs[@]}"; do run_args+=(--run "${runs[$i]}" --name "$(basename "${CONFIGS[$i]}" .yaml | sed 's/^bible_//')"); done
 $MTKIT eval "${run_args[@]}" --by-length --out "$OUT" | tee "$OUT/table.txt"
 
 echo "== 4/4 summary"

@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="wall time of the whole pipeline")
     args = parser.parse_args()
 
-    systems = {s.name: s for s in load_json(args.results / "scores.json")}
+    scores = load_json(args.results / "scores.json")  # one system per run, in the order of the runs
+    systems = {run.resolve().name: score for run, score in zip(args.runs, scores)}
     env = json.loads((args.runs[0] / "environment.json").read_text())
     lines = ["# BLEU by sentence length: RNNencdec vs RNNsearch", ""]
     lines += ["| model | description | BLEU | chrF | steps (best) | full epochs | train time | target tok/s |",
@@ -40,11 +41,11 @@ def main() -> None:
         facts = training_facts(run)
         model = describe(load_checkpoint(run / "best.pt").model)
         s = systems[name]
-        lines.append(f"| {name} | {model} | {s.bleu:.2f} | {s.chrf:.2f} | {facts['steps']} ({facts['best_step']}) | "
+        lines.append(f"| {s.name} | {model} | {s.bleu:.2f} | {s.chrf:.2f} | {facts['steps']} ({facts['best_step']}) | "
                      f"{facts['epochs']} | {facts['minutes']:.1f} min | {facts['tokens_per_s']:.0f} |")
     first = systems[args.runs[0].resolve().name]
     lines += ["", "BLEU per source-length bucket (95% bootstrap interval), test sentences per bucket:", ""]
-    header = "| words | n | " + " | ".join(systems[r.resolve().name].name for r in args.runs) + " |"
+    header = "| words | n | " + " | ".join(s.name for s in scores) + " |"
     lines += [header, "|" + "---|" * (2 + len(args.runs))]
     for i, bucket in enumerate(first.buckets):
         cells = []
@@ -60,7 +61,7 @@ def main() -> None:
         buckets = {b.label: b for b in bleu_by_length(srcs, hyps, refs, edges=(10, 20, 40, 60), n_boot=0)}
         mid, long = buckets["11-20"].bleu, buckets["41-60"].bleu
         change = f"{100 * (long / mid - 1):+.0f}%" if mid else "n/a"
-        lines.append(f"- {run.resolve().name}: {long:.1f} vs {mid:.1f} ({change})")
+        lines.append(f"- {systems[run.resolve().name].name}: {long:.1f} vs {mid:.1f} ({change})")
 
     lines += ["", f"BLEU signature: `{first.bleu_signature}`", "",
               f"Hardware: {env['platform']}, {env['threads']} thread(s) per run, torch {env['torch']}, "
