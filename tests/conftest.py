@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny model trained on id-level sequence reversal (no tokenizer involved)."""
+"""Shared fixtures: tiny models trained on id-level sequence reversal, and tiny runs made by `mtkit.train`."""
 
 from __future__ import annotations
 
@@ -25,14 +25,15 @@ def reversal_data(n: int, vocab: int = 14, min_len: int = 3, max_len: int = 8, s
     return src, [s[::-1] for s in src]
 
 
-def train_reversal(kind: str = "additive", steps: int = 300, seed: int = 0, **model) -> Seq2Seq:
-    """Return a tiny model trained with Adam to reverse id sequences."""
+def train_reversal(kind: str = "additive", steps: int = 300, seed: int = 0, *, size: int = 32,
+                   lr: float = 0.01, min_len: int = 3, max_len: int = 8, n: int = 4000) -> Seq2Seq:
+    """Return a tiny model (attention `kind`, hidden `size`) trained with Adam to reverse id sequences."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(emb_dim=24, hidden_dim=32, dec_hidden_dim=64, out_dim=32, dropout=0.0,
-                      attention=AttentionConfig(kind=kind, dim=32), **model)
+    cfg = ModelConfig(emb_dim=2 * size // 3, hidden_dim=size, dec_hidden_dim=2 * size, out_dim=size, dropout=0.0,
+                      attention=AttentionConfig(kind=kind, dim=size))
     net = build_model(cfg, 14, 14)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
-    src, tgt = reversal_data(4000, seed=seed)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    src, tgt = reversal_data(n, min_len=min_len, max_len=max_len, seed=seed)
     rng = random.Random(seed)
     for _ in range(steps):
         batch = collate(src, tgt, rng.sample(range(len(src)), 64))
@@ -48,3 +49,31 @@ def train_reversal(kind: str = "additive", steps: int = 300, seed: int = 0, **mo
 @pytest.fixture(scope="session")
 def reversal_model() -> Seq2Seq:
     return train_reversal()
+
+
+# A run small enough to train in seconds: used by the translate, alignment and CLI tests.
+TINY_RUN = [
+    "tokenizer.vocab_size=40", "model.emb_dim=16", "model.hidden_dim=24", "model.dec_hidden_dim=32",
+    "model.out_dim=24", "model.attention.dim=24", "model.dropout=0.0", "train.batch_tokens=400",
+    "train.log_every=10", "train.valid_bleu_sentences=0", "train.attention_samples=0", "train.lr=0.01",
+    "train.valid_every=0", "train.epochs=100", "data.dev_size=30", "data.test_size=30", "decode.beam=2",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """A directory with two tiny runs on a reversal corpus: `none` (no attention), then `att` (the latest)."""
+    from mtkit.config import load_config
+    from mtkit.data.synthetic import make_pairs, write_pairs
+    from mtkit.train import train
+
+    root = tmp_path_factory.mktemp("runs")
+    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
+    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
+                                 "  length_edges: [3, 6]\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        train(load_config(root / "c.yaml", [*TINY_RUN, "run_dir=runs/none", "train.max_steps=1",
+                                            "model.attention.kind=none"]))
+        train(load_config(root / "c.yaml", [*TINY_RUN, "run_dir=runs/att", "train.max_steps=60"]))
+    return root

@@ -10,33 +10,14 @@ import numpy as np
 import pytest
 
 from mtkit.alignment import AttentionRecord, draw, record_from_json, record_from_model, to_words
-from mtkit.config import load_config
-from mtkit.data.synthetic import make_pairs, write_pairs
 from mtkit.errors import MtkitError
-from mtkit.train import train
 
-TINY = [
-    "tokenizer.vocab_size=40", "model.emb_dim=16", "model.hidden_dim=24", "model.dec_hidden_dim=32",
-    "model.out_dim=24", "model.attention.dim=24", "model.dropout=0.0", "train.batch_tokens=400",
-    "train.log_every=10", "train.valid_bleu_sentences=0", "train.attention_samples=0", "train.lr=0.01",
-    "train.valid_every=0", "train.epochs=100", "data.dev_size=30", "data.test_size=30",
-]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Two tiny runs on a reversal corpus: `att` (additive attention, 60 steps) and `none` (no attention)."""
-    root = tmp_path_factory.mktemp("alignment")
-    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
-    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
-                                 "  length_edges: [3, 6]\n", encoding="utf-8")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        train(load_config(root / "c.yaml", [*TINY, "run_dir=runs/att", "train.max_steps=60"]))
-        train(load_config(root / "c.yaml", [*TINY, "run_dir=runs/none", "train.max_steps=1",
-                                            "model.attention.kind=none"]))
-    return root
+def runs(tiny_runs):
+    return tiny_runs
 
 
 def record(source=("▁ka", "lo", "▁mi"), target=("▁A", "B", "▁C"), seed=0) -> AttentionRecord:

@@ -11,33 +11,12 @@ from pathlib import Path
 import pytest
 
 from mtkit.alignment import record_from_json
-from mtkit.config import load_config
-from mtkit.data.synthetic import make_pairs, write_pairs
 from mtkit.errors import MtkitError
-from mtkit.train import train
 from mtkit.translate import Translator, read_lines, resolve_checkpoint, translate_lines, write_attention
 
-TINY = [
-    "tokenizer.vocab_size=40", "model.emb_dim=16", "model.hidden_dim=24", "model.dec_hidden_dim=32",
-    "model.out_dim=24", "model.attention.dim=24", "model.dropout=0.0", "train.batch_tokens=400",
-    "train.log_every=10", "train.valid_bleu_sentences=0", "train.attention_samples=0", "train.lr=0.01",
-    "train.valid_every=0", "train.epochs=100", "data.dev_size=30", "data.test_size=30", "decode.beam=2",
-]
-
-
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    """A directory with two tiny runs on a reversal corpus: `none` (no attention), then `att` (the latest)."""
-    root = tmp_path_factory.mktemp("translate")
-    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
-    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
-                                 "  length_edges: [3, 6]\n", encoding="utf-8")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        train(load_config(root / "c.yaml", [*TINY, "run_dir=runs/none", "train.max_steps=1",
-                                            "model.attention.kind=none"]))
-        train(load_config(root / "c.yaml", [*TINY, "run_dir=runs/att", "train.max_steps=60"]))
-    return root
+def root(tiny_runs):
+    return tiny_runs
 
 
 @pytest.fixture(scope="module")
