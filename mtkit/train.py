@@ -450,6 +450,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world
                     speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
                     lr = optimizer.param_groups[0]["lr"]
                     bar.set_postfix(loss=f"{window_loss / window_steps:.3f}", tok_s=f"{speed:.0f}", lr=f"{lr:.2e}")
+                    if bar.disable:  # no terminal (a log file, CI): progress as log lines instead
+                        log.info("step %d  epoch %d  loss %.4f  %.0f target tok/s  lr %.2e", state.step,
+                                 state.epoch, window_loss / window_steps, speed, lr)
                     metrics.write({"step": state.step, "epoch": state.epoch, "kind": "train",
                                                  "loss": round(window_loss / window_steps, 6),
                                                  "tokens_per_s": round(speed, 1), "lr": lr})

@@ -37,6 +37,14 @@ for config in "${CONFIGS[@]}"; do
     $MTKIT train "$config" --overwrite "${EXTRA[@]}" 2>"$OUT/train_$name.log"
   fi
 done
+# While they run, one status line per model every minute.
+while [ "${#pids[@]}" -gt 0 ] && kill -0 "${pids[@]}" 2>/dev/null; do
+  sleep 60
+  for run in "${runs[@]}"; do
+    last=$(grep '"kind": "train"' "$run/metrics.jsonl" 2>/dev/null | tail -n 1 || true)
+    if [ -n "$last" ]; then echo "$(basename "$run"): $last"; fi
+  done
+done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
 echo "== 3/4 translate each test split (beam search) and score BLEU by source length"
