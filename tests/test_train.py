@@ -47,8 +47,24 @@ def records(run: str = "runs/tiny", kind: str | None = None) -> list[dict]:
     return [r for r in map(json.loads, lines) if kind is None or r["kind"] == kind]
 
 
-def test_tiny_model_learns_and_writes_run_files(workdir):
-    state = train(config("train.epochs=12", "train.valid_every=0"))
+def cli(*args: str) -> int:
+    """Run the `mtkit` console entry point in this process; return its exit status."""
+    from mtkit.cli import main
+
+    argv, sys.argv = sys.argv, ["mtkit", *args]
+    try:
+        main()
+        return 0
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = argv
+
+
+def test_tiny_model_learns_through_the_cli_and_writes_run_files(workdir):
+    sets = [a for o in [*TINY, "train.epochs=12", "train.valid_every=0"] for a in ("--set", o)]
+    assert cli("train", "c.yaml", *sets) == 0
+    state = load_checkpoint(workdir / "runs/tiny/last.pt").state
     valid = records(kind="valid")
     assert valid[-1]["dev_loss"] < 0.5 * valid[0]["dev_loss"]
     assert max(r["dev_bleu"] for r in valid) > 25  # the untrained model scores about 0
