@@ -3,18 +3,20 @@
 # Each step is a plain mtkit command, so any one of them can be changed or rerun on its own.
 #   bash scripts/reproduce.sh          # CPU setting: both models trained side by side, one core each
 #   FULL=1 bash scripts/reproduce.sh   # larger models and budgets for a GPU, plus Luong variants
+# Runs, cache and results go under the current directory (the repository root for `make reproduce`).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-MTKIT=${MTKIT:-.venv/bin/mtkit}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MTKIT=${MTKIT:-$ROOT/.venv/bin/mtkit}
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 OUT=${OUT:-results}
 start=$(date +%s)
 mkdir -p "$OUT"
 
 if [ "${FULL:-0}" = 1 ]; then
-  CONFIGS=(configs/full/rnnencdec.yaml configs/full/rnnsearch.yaml configs/full/luong_general.yaml configs/full/scaled_dot.yaml)
+  CONFIGS=("$ROOT"/configs/full/{rnnencdec,rnnsearch,luong_general,scaled_dot}.yaml)
   PARALLEL=0
 else
-  CONFIGS=(configs/bible_rnnencdec.yaml configs/bible_rnnsearch.yaml)
+  CONFIGS=("$ROOT"/configs/bible_{rnnencdec,rnnsearch}.yaml)
   PARALLEL=${PARALLEL:-1}
 fi
 EXTRA=("$@")  # e.g. --set train.max_minutes=5 for a quick look
@@ -53,4 +55,4 @@ for i in "${!runs[@]}"; do run_args+=(--run "${runs[$i]}" --name "$(basename "${
 $MTKIT eval "${run_args[@]}" --by-length --out "$OUT" | tee "$OUT/table.txt"
 
 echo "== 4/4 summary"
-${PYTHON:-.venv/bin/python} scripts/summarize.py "$OUT" "${runs[@]}" --seconds $(( $(date +%s) - start )) | tee "$OUT/summary.md"
+"$PYTHON" "$ROOT/scripts/summarize.py" "$OUT" "${runs[@]}" --seconds $(( $(date +%s) - start )) | tee "$OUT/summary.md"

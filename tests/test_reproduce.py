@@ -1,0 +1,34 @@
+"""The main job at a tiny scale: `scripts/reproduce.sh` end to end on the real Bible modules (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_BIBLE = Path("/usr/share/sword/mods.d/spaRV1909eb.conf").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_BIBLE, reason="needs the Debian SWORD modules (make data)")
+def test_reproduce_pipeline_at_tiny_scale(tmp_path):
+    env = {**os.environ, "MTKIT": f"{sys.executable} -m mtkit.cli", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    tiny = ["--set", "train.max_steps=20", "--set", "train.valid_every=10", "--set", "data.test_size=140",
+            "--set", "data.dev_size=50", "--set", "tokenizer.vocab_size=500", "--set", "train.valid_bleu_sentences=10",
+            "--set", "decode.max_len_ratio=1.0"]
+    done = subprocess.run(["bash", str(ROOT / "scripts/reproduce.sh"), *tiny], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    results = tmp_path / "results"
+    scores = json.loads((results / "scores.json").read_text())
+    assert [s["name"] for s in scores["systems"]] == ["rnnencdec", "rnnsearch"]
+    assert (results / "bleu_by_length.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (results / "summary.md").read_text()
+    assert "RNNencdec(gru" in summary and "RNNsearch(gru" in summary and "41–60" in summary
+    for run in ("bible_rnnencdec", "bible_rnnsearch"):
+        assert (tmp_path / "runs" / run / "best.pt").is_file()
