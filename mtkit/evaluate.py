@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
+from mtkit.data.corpus import bucket_index, bucket_labels
 from mtkit.errors import MtkitError
 
 log = logging.getLogger(__name__)
@@ -79,24 +80,12 @@ def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> CorpusScores:
 
 def bucket_bounds(edges: Sequence[int]) -> list[tuple[str, int, int | None]]:
     """Return (label, low, high) per bucket for upper-inclusive `edges`: (10, 20) → 1-10, 11-20, 21+."""
-    edges = tuple(edges)
-    if not edges or any(not isinstance(e, (int, np.integer)) or e < 1 for e in edges) \
-            or any(b <= a for a, b in zip(edges, edges[1:])):
-        raise MtkitError(f"Length bucket edges {list(edges)} are invalid: give strictly increasing "
-                         f"positive word counts, e.g. {list(DEFAULT_EDGES)}.")
-    bounds = []
-    low = 0  # a 0-word line counts with the shortest sentences
-    for high in edges:
-        first = max(low, 1)
-        bounds.append((f"{first}-{high}" if first < high else f"{high}", low, int(high)))
-        low = int(high) + 1
-    bounds.append((f"{low}+", low, None))
-    return bounds
-
-
-def bucket_index(num_words: int, edges: Sequence[int]) -> int:
-    """Return the bucket of a `num_words`-word line: the first edge ≥ num_words, else the open one."""
-    return int(np.searchsorted(np.asarray(edges), num_words, side="left"))
+    if any(not isinstance(e, (int, np.integer)) for e in edges):
+        raise MtkitError(f"length edges {list(edges)} must be whole numbers of words, e.g. {list(DEFAULT_EDGES)}")
+    labels = bucket_labels(edges)  # checks the edges
+    lows = [0] + [int(e) + 1 for e in edges]  # a 0-word line counts with the shortest sentences
+    highs: list[int | None] = [int(e) for e in edges] + [None]
+    return list(zip(labels, lows, highs))
 
 
 def _sentence_stats(metric: BLEU | CHRF, hyps: list[str], refs: list[str]) -> np.ndarray:

@@ -115,7 +115,7 @@ def bucket_labels(edges: Sequence[int]) -> list[str]:
     """Return the labels of all len(edges) + 1 buckets, shortest first."""
     _check_edges(edges)
     lows = [1] + [e + 1 for e in edges]
-    return [f"{low}-{high}" for low, high in zip(lows, edges)] + [f"{edges[-1] + 1}+"]
+    return [f"{low}-{high}" if low < high else f"{high}" for low, high in zip(lows, edges)] + [f"{edges[-1] + 1}+"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
