@@ -19,6 +19,8 @@ search reorders or expands them with `select(x, idx)`:
 `forward` is teacher forcing. It never recomputes per-sentence work, applies the output layers and
 the vocabulary projection once over all positions, and runs the RNN over the whole target at once
 where nothing depends on the previous step's output (no attention, or Luong without input feeding).
+Where a step does depend on the previous one, the embeddings' share of the RNN's input gates is
+still computed for all positions in one product, and only the rest runs step by step.
 `unroll` is the plain loop over `step`; tests check that both give the same numbers.
 """
 
@@ -27,10 +29,11 @@ from __future__ import annotations
 from typing import NamedTuple, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtkit.model.attention import Attention
-from mtkit.model.encoder import EncoderOutput, make_rnn
+from mtkit.model.encoder import EncoderOutput, make_rnn, rnn_cell
 
 INITS = ("backward_first", "mean", "last", "zero")
 
@@ -100,6 +103,7 @@ class Decoder(nn.Module):
         self.cell = cell
         self.init = init
         self.out_dim = out_dim
+        self.emb_dim = emb_dim
         self.attention = attention
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
@@ -168,12 +172,55 @@ class Decoder(nn.Module):
         outputs, h = self.rnn(inputs, hx)
         return outputs, h.transpose(0, 1), None  # (B, T, H), (B, L, H)
 
+    def _input_weights(self) -> tuple[Tensor, Tensor]:
+        """Return the first RNN layer's input weight (G, I) split as (W_emb (G, E), W_rest (G, I-E)).
+
+        That layer reads [emb(y_{t-1}); rest], where rest (c_t, or h̃_{t-1}) needs the previous step
+        and emb does not. Split once per batch, so that autograd sums the per-step gradients of
+        W_rest alone and slices the whole weight once.
+        """
+        weight = self.rnn.weight_ih_l0  # (G, I), G = 3H for gru, 4H for lstm, H for rnn
+        return weight.split([self.emb_dim, weight.size(1) - self.emb_dim], dim=1)
+
+    def _emb_gates(self, emb: Tensor, w_emb: Tensor) -> Tensor:
+        """Return the embeddings' share of the first layer's input gates, W_emb emb + b_ih: (..., G)."""
+        return F.linear(emb, w_emb, self.rnn.bias_ih_l0)
+
+    def _rnn_step(self, gates: Tensor, rest: Tensor | None, w_rest: Tensor,
+                  state: DecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Advance the RNN one step; return s_t (B, H) and the new hidden and cell (B, L, H).
+
+        gates (B, G) is `_emb_gates` of this step's embedding; rest (B, I-E) is the rest of the first
+        layer's input, or None. Layers above the first read the output of the one below with torch's
+        between-layer dropout, so this is `self.rnn` run for one step.
+        """
+        if rest is not None:
+            gates = gates + F.linear(rest, w_rest)  # (B, G)
+        hiddens, cells = [], []
+        for layer in range(self.num_layers):
+            if layer:
+                below = F.dropout(hiddens[-1], self.rnn.dropout, self.training)  # (B, H)
+                gates = F.linear(below, getattr(self.rnn, f"weight_ih_l{layer}"),
+                                 getattr(self.rnn, f"bias_ih_l{layer}"))  # (B, G)
+            previous = state.hidden[:, layer]  # (B, H)
+            hidden_gates = F.linear(previous, getattr(self.rnn, f"weight_hh_l{layer}"),
+                                    getattr(self.rnn, f"bias_hh_l{layer}"))  # (B, G)
+            h, c = rnn_cell(self.cell, gates, hidden_gates, previous,
+                            None if state.cell is None else state.cell[:, layer])
+            hiddens.append(h)  # (B, H)
+            cells.append(c)  # (B, H) or None
+        cell = None if state.cell is None else torch.stack(cells, 1)  # (B, L, H)
+        return hiddens[-1], torch.stack(hiddens, 1), cell
+
     def step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
         """Return the features, new state and attention weights after reading prev_tokens (B,)."""
-        return self._step(self._embed(prev_tokens), state, memory)
+        emb = self._embed(prev_tokens)  # (B, E)
+        w_emb, w_rest = self._input_weights()
+        return self._step(emb, self._emb_gates(emb, w_emb), w_rest, state, memory)
 
-    def _step(self, emb: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
-        """`step` from an embedded previous token emb (B, E)."""
+    def _step(self, emb: Tensor, gates: Tensor, w_rest: Tensor, state: DecoderState,
+              memory: Memory) -> StepOutput:
+        """`step` from the embedded previous token emb (B, E) and its share of the input gates (B, G)."""
         raise NotImplementedError
 
     def logits(self, features: Tensor) -> Tensor:
@@ -188,8 +235,16 @@ class Decoder(nn.Module):
 
         tgt_in (B, T) starts with BOS; padded positions give logits that the loss must ignore.
         """
-        features, attention = self._teacher_forced(self._embed(tgt_in), state, memory)  # (B, T, O)
+        features, attention = self.features(tgt_in, state, memory)  # (B, T, O)
         return self.logits(features), attention  # one projection over all positions
+
+    def features(self, tgt_in: Tensor, state: DecoderState,
+                 memory: Memory) -> tuple[Tensor, Tensor | None]:
+        """Return teacher-forced features (B, T, O), what `logits` reads, and attention (B, T, S) or None.
+
+        A loss can project only the positions it scores: `logits(features[tgt_out != PAD])`.
+        """
+        return self._teacher_forced(self._embed(tgt_in), state, memory)
 
     def unroll(self, tgt_in: Tensor, state: DecoderState,
                memory: Memory) -> tuple[Tensor, Tensor | None]:
@@ -246,16 +301,19 @@ class BahdanauDecoder(Decoder):
             t = torch.tanh(t)  # (..., O)
         return self.dropout(t)
 
-    def _recur(self, emb: Tensor, state: DecoderState,
+    def _recur(self, gates: Tensor, w_rest: Tensor, state: DecoderState,
                memory: Memory) -> tuple[Tensor, Tensor, Tensor | None, DecoderState]:
-        """Return s_t (B, H), c_t (B, K), weights (B, S) or None, and the new state."""
-        context, weights = self._attend(state.hidden[:, -1], memory)  # scored from s_{t-1}
-        rnn_in = torch.cat([emb, context], -1).unsqueeze(1)  # (B, 1, E+K)
-        outputs, hidden, cell = self._run_rnn(rnn_in, state)  # (B, 1, H)
-        return outputs.squeeze(1), context, weights, DecoderState(hidden, cell, None)
+        """Return s_t (B, H), c_t (B, K), weights (B, S) or None, and the new state.
 
-    def _step(self, emb: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
-        s, context, weights, state = self._recur(emb, state, memory)
+        gates (B, G) is the embedding's share of the RNN input gates; the RNN reads [emb; c_t].
+        """
+        context, weights = self._attend(state.hidden[:, -1], memory)  # scored from s_{t-1}
+        s, hidden, cell = self._rnn_step(gates, context, w_rest, state)  # (B, H)
+        return s, context, weights, DecoderState(hidden, cell, None)
+
+    def _step(self, emb: Tensor, gates: Tensor, w_rest: Tensor, state: DecoderState,
+              memory: Memory) -> StepOutput:
+        s, context, weights, state = self._recur(gates, w_rest, state, memory)
         return StepOutput(self._output(s, context, emb), state, weights)  # (B, O)
 
     def _teacher_forced(self, emb: Tensor, state: DecoderState,
@@ -266,10 +324,14 @@ class BahdanauDecoder(Decoder):
             context = memory.context.unsqueeze(1).expand(-1, steps, -1)  # (B, T, K)
             s, _, _ = self._run_rnn(torch.cat([emb, context], -1), state)  # (B, T, H)
             return self._output(s, context, emb), None
-        # only the recurrence is sequential; the deep output runs once over all positions
+        # only the recurrence is sequential; the embeddings' input gates and the deep output run
+        # once over all positions. unbind, not emb[:, t]: the backward of T slices would write T
+        # zero-padded (B, T, G) gradients, O(T²) memory traffic.
+        w_emb, w_rest = self._input_weights()
+        gates = self._emb_gates(emb, w_emb)  # (B, T, G)
         states, contexts, weights = [], [], []
-        for t in range(steps):
-            s, context, w, state = self._recur(emb[:, t], state, memory)
+        for gates_t in gates.unbind(1):
+            s, context, w, state = self._recur(gates_t, w_rest, state, memory)
             states.append(s)  # (B, H)
             contexts.append(context)  # (B, K)
             weights.append(w)  # (B, S)
@@ -316,10 +378,11 @@ class LuongDecoder(Decoder):
         context, weights = self._attend(s, memory)  # (B, [T,] K)
         return torch.tanh(self.combine(torch.cat([context, s], -1))), weights
 
-    def _step(self, emb: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
-        rnn_in = torch.cat([emb, state.input_feed], -1) if self.input_feeding else emb  # (B, I)
-        outputs, hidden, cell = self._run_rnn(rnn_in.unsqueeze(1), state)  # (B, 1, H)
-        h_tilde, weights = self._attentional(outputs.squeeze(1), memory)  # (B, O), (B, S)
+    def _step(self, emb: Tensor, gates: Tensor, w_rest: Tensor, state: DecoderState,
+              memory: Memory) -> StepOutput:
+        # the RNN reads [emb; h̃_{t-1}] with input feeding, else emb alone
+        s, hidden, cell = self._rnn_step(gates, state.input_feed, w_rest, state)  # (B, H)
+        h_tilde, weights = self._attentional(s, memory)  # (B, O), (B, S)
         feed = h_tilde if self.input_feeding else None
         return StepOutput(self.dropout(h_tilde), DecoderState(hidden, cell, feed), weights)
 
@@ -330,9 +393,12 @@ class LuongDecoder(Decoder):
             s, _, _ = self._run_rnn(emb, state)  # (B, T, H)
             h_tilde, weights = self._attentional(s, memory)  # (B, T, O), (B, T, S)
             return self.dropout(h_tilde), weights
+        # input feeding: h̃_{t-1} enters step t, so only the embeddings' input gates are hoisted
+        w_emb, w_rest = self._input_weights()
+        gates = self._emb_gates(emb, w_emb)  # (B, T, G)
         features, weights = [], []
-        for t in range(emb.size(1)):
-            out = self._step(emb[:, t], state, memory)
+        for emb_t, gates_t in zip(emb.unbind(1), gates.unbind(1)):
+            out = self._step(emb_t, gates_t, w_rest, state, memory)
             state = out.state
             features.append(out.features)  # (B, O)
             weights.append(out.attention)  # (B, S)
