@@ -16,6 +16,7 @@ each row sum to one. Every row needs at least one real token.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -56,10 +57,46 @@ class Attention(nn.Module):
         return context, weights
 
 
+def _tanh_of_sums(q: Tensor, keys: Tensor) -> Tensor:
+    """Return tanh(q_t + k_s) for every pair: (B, T, S, A) from q (B, T, A) and keys (B, S, A)."""
+    return (q.unsqueeze(2) + keys.unsqueeze(1)).tanh_()  # in place: one (B, T, S, A) buffer, not two
+
+
+class _AdditiveScore(torch.autograd.Function):
+    """v_aᵀ tanh(q_t + k_s) for every (t, s): (B, T, S), from q (B, T, A), keys (B, S, A), v (A,).
+
+    Autograd would keep tanh(q + k), B·T·S·A floats per call: with input feeding, one call per
+    target step, that is most of a training step's memory (500 MB for a 4k-token batch of long
+    verses, A = 512). This keeps only the inputs and recomputes tanh(q + k) in backward, which
+    costs one more tanh per call, about 5% of a training step.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: Tensor, keys: Tensor, v: Tensor) -> Tensor:
+        ctx.save_for_backward(q, keys, v)
+        return _tanh_of_sums(q, keys) @ v  # (B, T, S)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        q, keys, v = ctx.saved_tensors
+        hidden = _tanh_of_sums(q, keys)  # (B, T, S, A), recomputed
+        grad_v = None
+        if ctx.needs_input_grad[2]:
+            grad_v = (hidden.flatten(0, 2).t() @ grad.flatten().to(hidden.dtype)).to(v.dtype)  # (A,)
+        # d score / d(q + k) = v (1 − tanh²), scaled by the incoming gradient; in place
+        hidden.mul_(hidden).neg_().add_(1).mul_(v).mul_(grad.unsqueeze(-1))  # (B, T, S, A)
+        grad_q = hidden.sum(2) if ctx.needs_input_grad[0] else None  # (B, T, A)
+        grad_keys = None
+        if ctx.needs_input_grad[1]:
+            grad_keys = hidden.squeeze(1) if hidden.size(1) == 1 else hidden.sum(1)  # (B, S, A)
+        return grad_q, grad_keys, grad_v
+
+
 class AdditiveAttention(Attention):
     """Bahdanau et al. (2015), eq. 6 and appendix A.1.2: e_ij = v_aᵀ tanh(W_a s_{i-1} + U_a h_j).
 
-    U_a h_j is precomputed once per sentence; W_a, U_a and v_a are all trained.
+    U_a h_j is precomputed once per sentence; W_a, U_a and v_a are all trained. The score runs
+    in `_AdditiveScore`, which keeps no (B, T, S, A) tensor for the backward pass.
     """
 
     def __init__(self, query_dim: int, key_dim: int, dim: int) -> None:
@@ -75,8 +112,7 @@ class AdditiveAttention(Attention):
     def score(self, query: Tensor, projected: Tensor) -> Tensor:
         """Return v_aᵀ tanh(W_a s + U_a h): (B, T, S)."""
         q = self.query_proj(query)  # (B, T, A)
-        hidden = torch.tanh(q.unsqueeze(2) + projected.unsqueeze(1))  # (B, T, S, A)
-        return self.v(hidden).squeeze(-1)  # (B, T, S)
+        return _AdditiveScore.apply(q, projected, self.v.weight.view(-1))  # (B, T, S)
 
 
 class DotAttention(Attention):
