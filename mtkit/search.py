@@ -44,25 +44,40 @@ def _log_probs(model: Seq2Seq, prev: Tensor, state: Any, memory: Any) -> tuple[T
 
 @torch.inference_mode()
 def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len: Tensor) -> list[Hypothesis]:
-    """Return the greedy (most probable next token) output for each source sentence."""
-    batch = src.size(0)
+    """Return the greedy (most probable next token) output for each source sentence.
+
+    Finished sentences leave the batch, a quarter of the rows at a time, so that the short
+    outputs do not run as many steps as the longest one; copying the memory of the survivors
+    costs less than computing the finished rows.
+    """
+    batch, device = src.size(0), src.device
+    max_steps = int(max_len.max())
     state, memory = model.encode(src, src_len)
-    prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)  # (B,)
-    done = torch.zeros(batch, dtype=torch.bool, device=src.device)  # (B,)
-    log_prob = torch.zeros(batch, device=src.device)  # (B,)
-    steps, attention = [], []
-    for t in range(int(max_len.max())):
-        lp, state, weights = _log_probs(model, prev, state, memory)  # (B, V)
-        best_lp, prev = lp.max(-1)  # (B,), (B,)
-        log_prob += best_lp.masked_fill(done, 0.0)
-        steps.append(prev.masked_fill(done, EOS))
+    limits = max_len.to(device)
+    rows = torch.arange(batch, device=device)  # the sentence of each row still in the batch (N,)
+    prev = torch.full((batch,), BOS, dtype=torch.long, device=device)  # (N,)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)  # (N,)
+    log_prob = torch.zeros(batch, device=device)  # (B,)
+    out = torch.full((batch, max_steps), EOS, dtype=torch.long, device=device)  # (B, T)
+    attn: Tensor | None = None  # (B, T, S), zeros after a sentence leaves
+    for t in range(max_steps):
+        lp, state, weights = _log_probs(model, prev, state, memory)  # (N, V)
+        best_lp, prev = lp.max(-1)  # (N,), (N,)
+        log_prob.index_add_(0, rows, best_lp.masked_fill(done, 0.0))
+        out[rows, t] = prev.masked_fill(done, EOS)
         if weights is not None:
-            attention.append(weights.float())
-        done |= (prev == EOS) | (t + 1 >= max_len)
+            if attn is None:
+                attn = torch.zeros(batch, max_steps, weights.size(-1), device=device)
+            attn[rows, t] = weights.float()
+        done |= (prev == EOS) | (t + 1 >= limits[rows])
         if bool(done.all()):
             break
-    tokens = torch.stack(steps, 1).tolist()  # (B, T)
-    attn = torch.stack(attention, 1).cpu() if attention else None  # (B, T, S)
+        if 4 * int(done.sum()) >= done.numel():  # drop the finished rows
+            keep = (~done).nonzero().squeeze(1)  # (N',)
+            rows, prev, done = rows[keep], prev[keep], done[keep]
+            state, memory = _select(state, keep), _select(memory, keep)
+    tokens = out[:, : t + 1].tolist()  # (B, T)
+    attn = attn[:, : t + 1].cpu() if attn is not None else None  # (B, T, S)
     hyps = []
     for i, row in enumerate(tokens):
         n = row.index(EOS) if EOS in row else len(row)
@@ -146,7 +161,10 @@ def beam_search(
         history = torch.cat([history.index_select(0, reorder), prev.unsqueeze(1)], 1)  # (A'·K, t+1)
         if attn_history is not None:
             attn_history = attn_history.index_select(0, reorder)
-        state, memory = _select(state, reorder), _select(memory, reorder)
+        state = _select(state, reorder)
+        if keep.numel() < active.numel():
+            # the beams of a sentence share its memory rows, so only leaving sentences change it
+            memory = _select(memory, flat_keep)
         scores = scores.index_select(0, keep)
         active = active.index_select(0, keep)
 
