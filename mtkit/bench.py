@@ -568,14 +568,16 @@ def _train_pass(model: Seq2Seq, src: Tensor, src_len: Tensor, tgt_in: Tensor, tg
     F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), reduction="sum").backward()
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+def _median_seconds(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Return the median (CPU seconds, wall seconds) of `repeats` calls of fn, after one untimed call."""
     fn()  # warm-up: allocator, first-call overheads
-    times = []
+    cpu, wall = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        cpu.append(time.process_time() - start_cpu)
+        wall.append(time.perf_counter() - start)
+    return statistics.median(cpu), statistics.median(wall)
 
 
 def _bilinear_fit(points: Sequence[dict[str, float]], key: str) -> dict[str, float]:
@@ -593,43 +595,48 @@ def _bilinear_fit(points: Sequence[dict[str, float]], key: str) -> dict[str, flo
 
 def attention_cost(cfg: Config, src_vocab: int, tgt_vocab: int,
                    lengths: Sequence[int] = (10, 40, 80, 120, 160), batch: int = 16,
-                   repeats: int = 3, train_repeats: int = 2, train: bool = True, seed: int = 0) -> dict[str, Any]:
+                   repeats: int = 5, train_repeats: int = 2, train: bool = True, seed: int = 0) -> dict[str, Any]:
     """Return seconds per sentence of decoding and training on a grid of source (m) × target (t) lengths.
 
     Two models: cfg's (with its attention) and the same one without attention (RNNencdec:
     bahdanau wiring, attention none). Inputs are random word ids, so every sentence has exactly the
-    length of its grid point. Each model's times are fitted with a + b·m + c·t + d·m·t: with
-    attention every target step reads every source position, so d > 0 (O(m·t)); without, the
-    encoder reads m tokens and the decoder runs t steps from one fixed vector, so d ≈ 0 (O(m + t)).
+    length of its grid point; the grid is visited in a shuffled order and both models run on the
+    same batch one after the other, so that a shared machine's load changes touch both models
+    alike and do not line up with either length. Times are CPU seconds (median of `repeats`,
+    wall seconds kept beside them): with one thread they do not count the time other programs
+    hold the core. Each model's times are fitted with a + b·m + c·t + d·m·t: with attention every
+    target step reads every source position, so d > 0 (O(m·t)); without, the encoder reads m
+    tokens and the decoder runs t steps from one fixed vector, so d ≈ 0 (O(m + t)).
     """
     attention_kind = cfg.model.attention.kind if cfg.model.attention.kind != "none" else "additive"
     with_attention = replace(cfg.model, attention=replace(cfg.model.attention, kind=attention_kind), dropout=0.0)
     without = replace(with_attention, attention=replace(with_attention.attention, kind="none"), decoder="bahdanau",
                       maxout=False)
     generator = torch.Generator().manual_seed(seed)
-    points: dict[str, list[dict[str, float]]] = {}
+    models = {}
     for name, model_cfg in (("attention", with_attention), ("none", without)):
         torch.manual_seed(seed)
-        model = build_model(model_cfg, src_vocab, tgt_vocab)
-        rows = []
-        for m in lengths:
-            for t in lengths:
-                src, src_len, tgt_in, tgt_out = _random_batch(batch, m, t, src_vocab, tgt_vocab, generator)
-                model.eval()
-                row = {"m": m, "t": t, "load": load_average(),
-                       "decode": _median_seconds(lambda: forced_decode(model, src, src_len, t), repeats) / batch}
-                if train:
-                    row["train"] = _median_seconds(lambda: _train_pass(model, src, src_len, tgt_in, tgt_out),
-                                                   train_repeats) / batch
-                rows.append(row)
-                log.info("attention cost %s m=%d t=%d: %s", name, m, t, row)
-        points[name] = rows
+        models[name] = build_model(model_cfg, src_vocab, tgt_vocab)
+    points: dict[str, list[dict[str, float]]] = {name: [] for name in models}
+    grid = [(m, t) for m in lengths for t in lengths]
+    random.Random(seed).shuffle(grid)
+    for m, t in grid:
+        src, src_len, tgt_in, tgt_out = _random_batch(batch, m, t, src_vocab, tgt_vocab, generator)
+        for name, model in models.items():
+            model.eval()
+            cpu, wall = _median_seconds(lambda: forced_decode(model, src, src_len, t), repeats)
+            row = {"m": m, "t": t, "load": load_average(), "decode": cpu / batch, "decode_wall": wall / batch}
+            if train:
+                cpu, wall = _median_seconds(lambda: _train_pass(model, src, src_len, tgt_in, tgt_out),
+                                            train_repeats)
+                row.update(train=cpu / batch, train_wall=wall / batch)
+            points[name].append(row)
+            log.info("attention cost %s m=%d t=%d: %s", name, m, t, row)
     fits = {name: {what: _bilinear_fit(rows, what) for what in (("decode", "train") if train else ("decode",))}
             for name, rows in points.items()}
-    return {"batch": batch, "lengths": list(lengths), "attention": attention_kind,
-            "models": {"attention": describe(build_model(with_attention, src_vocab, tgt_vocab)),
-                       "none": describe(build_model(without, src_vocab, tgt_vocab))},
-            "points": points, "fits": fits}
+    return {"batch": batch, "lengths": list(lengths), "attention": attention_kind, "seconds": "CPU seconds per sentence",
+            "threads": torch.get_num_threads(),
+            "models": {name: describe(model) for name, model in models.items()}, "points": points, "fits": fits}
 
 
 def plot_attention_cost(cost: dict[str, Any], out: Path) -> None:
@@ -648,24 +655,25 @@ def plot_attention_cost(cost: dict[str, Any], out: Path) -> None:
         for name, style, marker in (("attention", "-", "o"), ("none", "--", "s")):
             fit = cost["fits"][name][what]
             for t in shown_t:
-                pts = [p for p in cost["points"][name] if p["t"] == t]
+                pts = sorted((p for p in cost["points"][name] if p["t"] == t), key=lambda p: p["m"])
                 ms = [p["m"] for p in pts]
                 ax.plot(ms, [1e3 * p[what] for p in pts], marker, color=colours[t], markersize=4,
                         fillstyle="full" if name == "attention" else "none")
                 slope = fit["per_m"] + fit["per_mt"] * t  # d(seconds)/dm at this t
                 ax.plot(ms, [1e3 * (fit["const"] + fit["per_t"] * t + slope * m) for m in ms], style,
                         color=colours[t], linewidth=1.2,
-                        label=f"{name}, t={t}: slope {1e6 * slope:.2f} µs per source token")
+                        label=f"{name}, t={t}: {1e6 * slope:.1f} µs per source token")
         a, n = cost["fits"]["attention"][what], cost["fits"]["none"][what]
-        ax.set_title(f"{'greedy decoding' if what == 'decode' else 'training (forward + backward)'}\n"
-                     f"fit a + b·m + c·t + d·m·t: d = {1e9 * a['per_mt']:.1f} ns (attention), "
-                     f"{1e9 * n['per_mt']:.1f} ns (none)", fontsize=9)
+        ax.set_title(f"{'greedy decoding' if what == 'decode' else 'training step (forward + backward)'}\n"
+                     f"fit a + b·m + c·t + d·m·t: d = {1e6 * a['per_mt']:.2f} µs (attention, R² {a['r2']:.3f}), "
+                     f"{1e6 * n['per_mt']:.2f} µs (none, R² {n['r2']:.3f})", fontsize=9)
         ax.set_xlabel("source length m (tokens)")
-        ax.set_ylabel("milliseconds per sentence")
+        ax.set_ylabel("CPU milliseconds per sentence")
         ax.legend(fontsize=7, loc="upper left")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"The cost of attention: {cost['attention']} attention is O(m·t), none is O(m + t) "
-                 f"(batches of {cost['batch']}, one line per target length t)", fontsize=10)
+    fig.suptitle(f"The cost of attention: {cost['attention']} attention is O(m·t), none is O(m + t); "
+                 f"t target tokens (one colour each), batches of {cost['batch']}, {cost.get('threads', 1)} thread(s)\n"
+                 f"{cost['models']['attention']} / {cost['models']['none']}", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
