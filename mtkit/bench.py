@@ -236,8 +236,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, target: Tensor, chunk: int,
-                smoothing: float) -> Tensor:
-        need_grad = any(ctx.needs_input_grad[:3])
+                smoothing: float, grad_enabled: bool) -> Tensor:
+        need_grad = grad_enabled and any(ctx.needs_input_grad[:3])  # needs_input_grad ignores no_grad
         grad_x = torch.empty_like(x) if need_grad else None  # (N, O)
         grad_w = torch.zeros_like(weight) if need_grad else None  # (V, O)
         grad_b = torch.zeros_like(bias) if need_grad else None  # (V,)
@@ -270,7 +270,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         del ctx.grads
         scale = lambda g, needed: g.mul_(grad) if needed and g is not None else None  # noqa: E731
         return (scale(grad_x, ctx.needs_input_grad[0]), scale(grad_w, ctx.needs_input_grad[1]),
-                scale(grad_b, ctx.needs_input_grad[2]), None, None, None)
+                scale(grad_b, ctx.needs_input_grad[2]), None, None, None, None)
 
 
 def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, target: Tensor,
@@ -280,7 +280,7 @@ def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, target:
     The same number as F.cross_entropy(F.linear(features, weight, bias), target, reduction="sum",
     label_smoothing=...) without holding the (N, V) logits; see `_LinearCrossEntropy`.
     """
-    return _LinearCrossEntropy.apply(features, weight, bias, target, chunk, label_smoothing)
+    return _LinearCrossEntropy.apply(features, weight, bias, target, chunk, label_smoothing, torch.is_grad_enabled())
 
 
 def proposed_train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, cfg: Config) -> StepFn:
@@ -475,7 +475,7 @@ def run_bench(cfg: Config, steps: int = 30, warmup: int = 5, window: int = 5, se
                                                   **(attention_cost_options or {}))
         plot_attention_cost(result["attention_cost"], attention_cost_png)
     if levers:
-        result["levers"] = time_levers(cfg, model, batches[warmup:] or batches, test_src)
+        result["levers"] = time_levers(cfg, model, batches[warmup:] or batches, test_split.src_ids)
     result["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
@@ -825,18 +825,18 @@ def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], test_src:
                           _interleaved(lambda i: _fwd_bwd(model, batch(i)),
                                        lambda i: _fwd_bwd(model, batch(i), keys_per_step=True), rounds),
                           "seconds per forward+backward"))
-    fused = model
-    note = ""
-    if not model.decoder.whole_sequence:
-        # the config's decoder feeds the previous step back; time the lever on its variant that does not
-        variant = (replace(cfg.model, input_feeding=False) if cfg.model.decoder == "luong"
-                   else replace(cfg.model, attention=replace(cfg.model.attention, kind="none")))
-        fused = build_model(variant, model.encoder.embed.num_embeddings, model.decoder.vocab)
-        note = f"on {describe(fused)}: the config's own decoder cannot run whole-sequence"
-    out.append(_lever("fused whole-sequence decoder", "one RNN call over all positions", "one step at a time",
-                      _interleaved(lambda i: _fwd_bwd(fused, batch(i)),
-                                   lambda i: _fwd_bwd(fused, batch(i), unroll=True), rounds),
-                      "seconds per forward+backward", note))
+    # the whole-sequence path, on the config's model if it has one, else on the variants that do:
+    # no input feeding (Luong) and no attention (RNNencdec)
+    variants = [model] if model.decoder.whole_sequence else [
+        build_model(v, model.encoder.embed.num_embeddings, model.decoder.vocab)
+        for v in ([replace(cfg.model, input_feeding=False)] if cfg.model.decoder == "luong" else [])
+        + [replace(cfg.model, decoder="bahdanau", maxout=False, attention=replace(cfg.model.attention, kind="none"))]]
+    for fused in variants:
+        out.append(_lever(f"fused whole-sequence decoder ({'no attention' if fused.decoder.attention is None else 'attention'})",
+                          "one RNN call over all positions", "one step at a time",
+                          _interleaved(lambda i: _fwd_bwd(fused, batch(i)),
+                                       lambda i: _fwd_bwd(fused, batch(i), unroll=True), rounds),
+                          "seconds per forward+backward", f"on {describe(fused)}"))
     out.append(_lever("packed encoder", "torch packed sequence", "torch RNN over the padded batch", _interleaved(
         lambda i: _encoder_pass(model, batch(i), "packed"),
         lambda i: _encoder_pass(model, batch(i), "padded"), rounds),
