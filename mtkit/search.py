@@ -101,19 +101,23 @@ def beam_search(
 
     All sentences of the batch and their `beam` hypotheses run as one (B·K) batch; a sentence
     leaves the batch once it has `beam` finished hypotheses. A beam of 1 reproduces `greedy`.
+    Attention weights are kept per step with each row's parent row, and followed back only for the
+    hypotheses returned: reordering a whole (B·K, t, S) history at every step costs O(t²).
     """
     batch, k, device = src.size(0), beam, src.device
     n_best = min(n_best, beam)
     state, memory = model.encode(src, src_len)
     rows = torch.arange(batch, device=device).repeat_interleave(k)  # (B·K,)
-    state, memory = _select(state, rows), _select(memory, rows)
+    state = _select(state, rows)  # memory keeps one row per sentence: its K beams read that row
     active = torch.arange(batch, device=device)  # original index of each active sentence (A,)
     scores = torch.full((batch, k), -math.inf, device=device)  # (A, K) summed log probs
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step does not pick duplicates
     history = torch.full((batch * k, 0), BOS, dtype=torch.long, device=device)  # (A·K, t)
-    attn_history: Tensor | None = None  # (A·K, t, S)
+    attn_steps: list[Tensor] = []  # step t: (A·K, S) weights of that step's rows
+    parents: list[list[int]] = []  # step t: the row of step t each row of step t+1 continues
     prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    ends_at: list[list[tuple[int, int]]] = [[] for _ in range(batch)]  # (step, row) of each finished one
     limits = max_len.to(device)
 
     for t in range(int(limits.max())):
@@ -129,8 +133,7 @@ def beam_search(
         ends = (is_eos & (rank < k)) | (last.unsqueeze(1) & (rank < k))
         ends &= top_scores > -math.inf
         if weights is not None:
-            step_attn = weights.float().unsqueeze(1)  # (A·K, 1, S)
-            attn_history = step_attn if attn_history is None else torch.cat([attn_history, step_attn], 1)
+            attn_steps.append(weights.float())  # (A·K, S)
         for a, j in ends.nonzero().tolist():
             sent, b = int(active[a]), int(origin[a, j])
             if len(finished[sent]) >= k:
@@ -139,18 +142,16 @@ def beam_search(
             tokens = history[flat].tolist() + ([] if bool(is_eos[a, j]) else [int(token[a, j])])
             log_prob = float(top_scores[a, j])
             length = len(tokens) + int(bool(is_eos[a, j]))
-            attention = None
-            if attn_history is not None:
-                attention = attn_history[flat, : len(tokens), : int(src_len[sent])].cpu()
             score = log_prob / (max(length, 1) ** length_penalty)
-            finished[sent].append(Hypothesis(tokens, score, attention, log_prob))
+            finished[sent].append(Hypothesis(tokens, score, None, log_prob))  # attention: see below
+            ends_at[sent].append((t, flat))
         # Continue with the K best candidates that did not end (stable: lower rank first).
         order = (is_eos.long() * 2 * k + rank).argsort(dim=-1)[:, :k]  # (A, K)
         scores = top_scores.gather(1, order)
         scores = scores.masked_fill(is_eos.gather(1, order), -math.inf)
         src_beam = origin.gather(1, order)  # (A, K)
         prev = token.gather(1, order).view(-1)  # (A·K,)
-        done = last | torch.tensor([len(finished[int(s)]) >= k for s in active], device=device)
+        done = last | torch.tensor([len(finished[s]) >= k for s in active.tolist()], device=device)
         flat_src = (torch.arange(active.numel(), device=device).unsqueeze(1) * k + src_beam).view(-1)  # (A·K,)
         keep = (~done).nonzero().squeeze(1)  # (A',)
         if keep.numel() == 0:
@@ -159,16 +160,31 @@ def beam_search(
         reorder = flat_src.index_select(0, flat_keep)  # rows of the current batch to keep, in new order
         prev = prev.index_select(0, flat_keep)
         history = torch.cat([history.index_select(0, reorder), prev.unsqueeze(1)], 1)  # (A'·K, t+1)
-        if attn_history is not None:
-            attn_history = attn_history.index_select(0, reorder)
+        parents.append(reorder.tolist())
         state = _select(state, reorder)
-        if keep.numel() < active.numel():
-            # the beams of a sentence share its memory rows, so only leaving sentences change it
-            memory = _select(memory, flat_keep)
+        if keep.numel() < active.numel():  # only leaving sentences change the memory
+            memory = _select(memory, keep)
         scores = scores.index_select(0, keep)
         active = active.index_select(0, keep)
 
-    return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
+    results = []
+    for sent, hyps in enumerate(finished):
+        best = sorted(range(len(hyps)), key=lambda i: -hyps[i].score)[:n_best]
+        if attn_steps:  # the weights of each emitted token, eos excluded
+            n_src = int(src_len[sent])
+            results.append([hyps[i]._replace(attention=_attention_path(attn_steps, parents, *ends_at[sent][i])
+                                             [: len(hyps[i].tokens), :n_src].cpu()) for i in best])
+        else:
+            results.append([hyps[i] for i in best])
+    return results
+
+
+def _attention_path(steps: list[Tensor], parents: list[list[int]], t: int, row: int) -> Tensor:
+    """Return the weights (t+1, S) of steps 0..t along the beam that is row `row` at step t."""
+    rows = [row]
+    for step in range(t, 0, -1):
+        rows.append(parents[step - 1][rows[-1]])  # the row it continued at the step before
+    return torch.stack([steps[step][r] for step, r in enumerate(reversed(rows))])  # (t+1, S)
 
 
 def decode(

@@ -15,6 +15,8 @@ search reorders or expands them with `select(x, idx)`:
 
 * `DecoderState` changes at every step;
 * `Memory` is built once per batch from the encoder output (precomputed attention keys included).
+  It may hold one row per sentence for g consecutive rows of the state (the beams of a beam
+  search): state row n reads memory row n // g.
 
 `forward` is teacher forcing. It never recomputes per-sentence work, applies the output layers and
 the vocabulary projection once over all positions, and runs the RNN over the whole target at once
@@ -47,7 +49,10 @@ class DecoderState(NamedTuple):
 
 
 class Memory(NamedTuple):
-    """What the decoder reads of the source, built once per batch. The batch is dim 0."""
+    """What the decoder reads of the source, built once per batch. The batch is dim 0.
+
+    A step may run g·B state rows against B memory rows: g consecutive rows read one sentence.
+    """
 
     states: Tensor  # (B, S, K) encoder states: the values attention averages
     keys: Tensor | None  # (B, S, *) attention.precompute(states); None without attention
@@ -159,7 +164,10 @@ class Decoder(nn.Module):
         The one place attention=None is handled: RNNencdec's c is the same at every step.
         """
         if self.attention is None:
-            return memory.context, None  # (B, K)
+            context = memory.context  # (B, K)
+            if query.dim() == 2 and query.size(0) != context.size(0):  # g rows per sentence
+                context = context.repeat_interleave(query.size(0) // context.size(0), 0)  # (g·B, K)
+            return context, None
         return self.attention(query, memory.states, memory.mask, memory.keys)
 
     def _run_rnn(self, inputs: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
