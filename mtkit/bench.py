@@ -8,8 +8,8 @@
 3. steady-state training on real prepared batches, drawn as `mtkit train` draws them (length-bucketed,
    `train.batch_tokens` each, seeded order): warm-up steps are not timed, the rest are timed in
    windows of a few steps, and the result is the median over windows of target tokens/s;
-4. peak resident memory (getrusage) after each phase: translation runs first, so the figure after
-   training is the peak of the two, which is training's unless translation is the larger;
+4. peak resident memory of each phase (Linux's high-water mark, reset between phases after
+   freed memory is handed back) and of the whole process (getrusage);
 5. utilisation: useful FLOPs per target token (`count_flops`) × tokens/s ÷ the matmul peak.
 
 The machine may be shared. Every measurement records the load average beside it, and CPU seconds
@@ -155,8 +155,36 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> MatmulPeak:
 
 
 def peak_rss_bytes() -> int:
-    """Return the peak resident memory of this process so far (Linux reports KiB)."""
+    """Return the peak resident memory of this process (since the last `start_phase_peak`, on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def start_phase_peak() -> bool:
+    """Start measuring the peak memory of a new phase; return False where this cannot be done.
+
+    Freed heap memory goes back to the system first (malloc_trim), so that what an earlier
+    phase left free is not counted; then Linux resets the process's high-water mark to its
+    current resident size (`clear_refs` 5). `phase_peak_bytes` reads it.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        if name is not None:
+            ctypes.CDLL(name).malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def phase_peak_bytes() -> int:
+    """Return the peak resident memory since `start_phase_peak` (VmHWM), or of the whole process."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return peak_rss_bytes()
 
 
 def load_average() -> float:
@@ -405,7 +433,8 @@ def environment() -> dict[str, Any]:
 def run_bench(cfg: Config, steps: int = 30, warmup: int = 5, window: int = 5, sentences: int = 1500,
               beams: Sequence[int] = (1, 5), step: str = "project", checkpoint: Path | None = None,
               attention_cost_png: Path | None = None, attention_cost_options: dict[str, Any] | None = None,
-              levers: bool = False, matmul_size: int = 2048, seed: int = 0) -> dict[str, Any]:
+              levers: bool = False, matmul_size: int = 2048, keep_memory_in_training: bool = False,
+              seed: int = 0) -> dict[str, Any]:
     """Return the benchmark of cfg's model on cfg's data as a JSON-able dict (see the module docstring).
 
     steps: timed training steps (after `warmup`), in windows of `window`; sentences: test sentences
@@ -414,7 +443,10 @@ def run_bench(cfg: Config, steps: int = 30, warmup: int = 5, window: int = 5, se
     (a random model's greedy outputs run to the length limit). attention_cost_png: also time decoding
     and training against source and target length, with and without attention, and draw the figure.
     levers: also time each speed lever against its alternative (`time_levers`). matmul_size: n of
-    the n×n products that measure the peak.
+    the n×n products that measure the peak. keep_memory_in_training: call `keep_freed_memory`
+    before training (and the levers), as the proposed train.py does; translation runs first,
+    with glibc's defaults, because decoding batches sorted by length would fragment a heap
+    that never shrinks (beam 5 peaks at 2.4 GiB instead of 0.8).
     """
     from mtkit.prepare import prepare
 
@@ -446,29 +478,35 @@ def run_bench(cfg: Config, steps: int = 30, warmup: int = 5, window: int = 5, se
         "mean_src_len": round(statistics.mean(src_lens), 2), "mean_tgt_len": round(statistics.mean(tgt_lens), 2),
         "bound_tokens_per_s": round(peak.best * 1e9 / flops_per_token, 1),
     }
-    result["rss_bytes_after_setup"] = peak_rss_bytes()
+    result["rss_bytes_after_setup"] = phase_peak_bytes()
 
     translation = []
     test_src = test_split.src_ids[:sentences]
     for beam in beams if sentences else ():
         log.info("translating %d test sentences, beam %d", len(test_src), beam)
+        start_phase_peak()
         record = time_translation(model, test_src, beam, cfg, count)
-        record["peak_rss_bytes"] = peak_rss_bytes()
+        record["peak_rss_bytes"] = phase_peak_bytes()
         translation.append(record)
     result["translation"] = translation
 
+    if keep_memory_in_training:
+        result["environment"]["keep_freed_memory_in_training"] = keep_freed_memory(True)
     if steps:
         optimizer = _make_optimizer(model, cfg)
         step_fn = (proposed_train_step if step == "proposed" else project_train_step)(model, optimizer, cfg)
         log.info("training: %d warm-up + %d timed steps (%s step)", warmup, steps, step)
+        start_phase_peak()
         windows = time_training(step_fn, batches, warmup, window)
         result["training"] = {"step": step, "warmup": warmup, "window": window,
                               **summarise_windows(windows, flops_per_token, peak.best),
                               "padding": round(padding_fraction([len(s) for s in train_split.src_ids],
                                                                 [len(t) for t in train_split.tgt_ids],
                                                                 [b.index.tolist() for b in counted]), 4),
-                              "peak_rss_bytes": peak_rss_bytes()}
-    result["peak_rss_bytes"] = peak_rss_bytes()
+                              "peak_rss_bytes": phase_peak_bytes()}
+    # the process's peak: resetting the high-water mark resets getrusage's figure too
+    result["peak_rss_bytes"] = max([result["rss_bytes_after_setup"], *(t["peak_rss_bytes"] for t in translation),
+                                    result.get("training", {}).get("peak_rss_bytes", 0)])
 
     if attention_cost_png is not None:
         result["attention_cost"] = attention_cost(cfg, tokenizer.src_vocab, tokenizer.tgt_vocab,
@@ -491,7 +529,8 @@ def format_table(result: dict[str, Any]) -> str:
     gib = 1024**3
     lines = [result["model"]["description"],
              f"threads {result['environment']['threads']}, load average at start "
-             f"{result['environment']['load_average'][0]}, at end {result['environment'].get('load_average_end', ['?'])[0]}",
+             f"{result['environment']['load_average'][0]}, at end {result['environment'].get('load_average_end', ['?'])[0]}; "
+             f"freed memory kept from training on: {'yes' if result['environment'].get('keep_freed_memory_in_training') else 'no'}",
              "", f"{'measurement':<46}{'value':>16}  {'load':>5}"]
 
     def row(name: str, value: str, load: Any = "") -> None:
@@ -513,7 +552,12 @@ def format_table(result: dict[str, Any]) -> str:
         row("  range over windows", f"{tr['tokens_per_s_min']:.0f}-{tr['tokens_per_s_max']:.0f}")
         row("  per CPU second", f"{tr['tokens_per_cpu_s']:.0f} tok/s")
         row("  utilisation of matmul peak", f"{tr['utilisation']:.1%}")
-    row("peak RSS", f"{result['peak_rss_bytes'] / gib:.2f} GiB")
+    for t in result["translation"]:
+        name = "greedy" if t["beam"] == 1 else f"beam {t['beam']}"
+        row(f"peak RSS, {name}", f"{t['peak_rss_bytes'] / gib:.2f} GiB")
+    if tr:
+        row("peak RSS, training", f"{tr['peak_rss_bytes'] / gib:.2f} GiB")
+    row("peak RSS, whole process", f"{result['peak_rss_bytes'] / gib:.2f} GiB")
     if "attention_cost" in result:
         for kind, fits in result["attention_cost"]["fits"].items():
             for what, fit in fits.items():

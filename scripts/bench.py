@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="trained weights to translate with (else random)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
     parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="keep freed memory in malloc's heap instead of unmapping it (see mtkit.bench)")
+                        help="from training on, keep freed memory in malloc's heap instead of unmapping it, "
+                             "as the proposed train.py does (see mtkit.bench.keep_freed_memory)")
     parser.add_argument("--attention-cost", type=Path, metavar="PNG",
                         help="also time decoding/training against source and target length, with and "
                              "without attention, and draw the figure to PNG")
@@ -45,15 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     import torch
 
-    from mtkit.bench import format_table, keep_freed_memory, run_bench, write_json
+    from mtkit.bench import format_table, run_bench, write_json
     from mtkit.config import load_config
     from mtkit.errors import MtkitError
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    kept = keep_freed_memory() if args.keep_freed_memory else False
-    if args.keep_freed_memory and not kept:
-        logging.warning("--keep-freed-memory: mallopt is not available here (needs glibc); ignored")
     try:
         cfg = load_config(args.config, args.overrides)
         if args.steps and args.steps < args.window:
@@ -62,12 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                            sentences=args.sentences, beams=args.beams, step=args.step, checkpoint=args.checkpoint,
                            attention_cost_png=args.attention_cost,
                            attention_cost_options={"lengths": args.attention_lengths}, levers=args.levers,
-                           matmul_size=args.matmul_size)
+                           matmul_size=args.matmul_size, keep_memory_in_training=args.keep_freed_memory)
     except MtkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    result["environment"]["keep_freed_memory"] = kept
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
