@@ -2,7 +2,7 @@
 """Benchmark a config's model: training and translation speed, peak memory, utilisation.
 
     python scripts/bench.py configs/bench_bible.yaml --json results/bench.json
-    python scripts/bench.py configs/bench_bible.yaml --threads 1 --keep-freed-memory --step proposed
+    python scripts/bench.py configs/bench_bible.yaml --omp-passive --keep-freed-memory --step proposed
     python scripts/bench.py configs/bench_bible.yaml --sentences 0 --steps 0 --attention-cost docs/attention_cost.png
 
 Parses options, sets threads and the allocator, and calls `mtkit.bench.run_bench`; see that module
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="training step to time: mtkit.train's, or the proposed one in mtkit.bench")
     parser.add_argument("--checkpoint", type=Path, help="trained weights to translate with (else random)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
+    parser.add_argument("--omp-passive", action="store_true",
+                        help="set OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP, as proposed for mtkit's CLI: "
+                             "idle threads sleep instead of spinning, which keeps several threads fast on shared cores")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="from training on, keep freed memory in malloc's heap instead of unmapping it, "
                              "as the proposed train.py does (see mtkit.bench.keep_freed_memory)")
@@ -44,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    if args.omp_passive:
+        if "torch" in sys.modules:
+            logging.warning("--omp-passive: torch is already loaded, so OpenMP keeps its wait policy")
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     import torch
 
     from mtkit.bench import format_table, run_bench, write_json
