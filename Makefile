@@ -39,7 +39,7 @@ demo: install
 clean:
 	rm -rf $(VENV) runs results
 
-# The main job: the BLEU-by-length study on the Bible (about 50 minutes on 2 CPU cores).
+# The main job: the BLEU-by-length study on the Bible (under an hour on 2 CPU cores).
 # FULL=1 make reproduce runs the larger GPU setting.
 reproduce: install data
 	bash scripts/reproduce.sh

@@ -50,6 +50,13 @@ done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
 echo "== 3/4 translate each test split (beam search) and score BLEU by source length"
+# Each run's test translation is cached in RUN/eval/, so translate them side by side first.
+pids=()
+for run in "${runs[@]}"; do
+  $MTKIT eval --run "$run" --threads "$([ "$PARALLEL" = 1 ] && echo 1 || nproc)" >/dev/null &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
 run_args=()
 for i in "${!runs[@]}"; do run_args+=(--run "${runs[$i]}" --name "$(basename "${CONFIGS[$i]}" .yaml | sed 's/^bible_//')"); done
 $MTKIT eval "${run_args[@]}" --by-length --out "$OUT" | tee "$OUT/table.txt"
