@@ -23,16 +23,15 @@ from typing import Any, NamedTuple
 
 import sacrebleu
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from mtkit import __version__, distributed
 from mtkit.checkpoint import TrainState, load_checkpoint, save_checkpoint, set_rng_states
 from mtkit.config import Config, save_config
 from mtkit.data.batching import Batch, batch_indices, collate
-from mtkit.data.tokenizer import PAD
 from mtkit.distributed import World
 from mtkit.errors import MtkitError
+from mtkit.loss import target_loss
 from mtkit.model import Seq2Seq, build_model, describe
 from mtkit.prepare import EncodedSplit, Prepared, prepare
 from mtkit.search import decode
@@ -112,17 +111,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> Any:
     return None
 
 
-def sequence_loss(logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Return the summed cross-entropy over real target tokens. logits (B, T, V), tgt_out (B, T)."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt_out.reshape(-1), ignore_index=PAD,
-                           label_smoothing=label_smoothing, reduction="sum")
+def forward_features(model: Seq2Seq, batch: Batch, teacher_forcing: float = 1.0) -> torch.Tensor:
+    """Return the decoder's features (B, T, O), what its vocabulary projection reads.
 
-
-def forward_logits(model: Seq2Seq, batch: Batch, teacher_forcing: float = 1.0) -> torch.Tensor:
-    """Return logits (B, T, V); below 1.0 teacher forcing feeds back the model's own argmax at random steps."""
-    if teacher_forcing >= 1.0:
-        return model(batch.src, batch.src_len, batch.tgt_in)[0]
+    Below 1.0 teacher forcing feeds back the model's own argmax at random steps.
+    """
     state, memory = model.encode(batch.src, batch.src_len)
+    if teacher_forcing >= 1.0:
+        return model.decoder.features(batch.tgt_in, state, memory)[0]
     prev, features = batch.tgt_in[:, 0], []
     for t in range(batch.tgt_in.size(1)):
         out = model.decoder.step(prev, state, memory)
@@ -132,7 +128,7 @@ def forward_logits(model: Seq2Seq, batch: Batch, teacher_forcing: float = 1.0) -
             guess = model.decoder.logits(out.features).argmax(-1)  # (B,)
             use_ref = torch.rand(guess.shape, device=guess.device) < teacher_forcing
             prev = torch.where(use_ref, batch.tgt_in[:, t + 1], guess)
-    return model.decoder.logits(torch.stack(features, 1))  # (B, T, V)
+    return torch.stack(features, 1)
 
 
 def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, cfg: Config,
@@ -142,8 +138,8 @@ def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, c
     optimizer.zero_grad(set_to_none=True)
     tokens = batch.num_tgt_tokens
     with autocast():
-        logits = forward_logits(model, batch, cfg.train.teacher_forcing)
-    loss_sum = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing)
+        features = forward_features(model, batch, cfg.train.teacher_forcing)
+    loss_sum = target_loss(model.decoder, features, batch.tgt_out, cfg.train.label_smoothing)
     if world.size > 1:
         loss_sum.backward()
         value, tokens = distributed.reduce_step(list(model.parameters()), loss_sum, tokens, world)
@@ -168,8 +164,8 @@ def validate(model: Seq2Seq, split: EncodedSplit, prepared: Prepared, cfg: Confi
     for index in batch_indices([len(s) for s in split.src_ids], [len(t) for t in split.tgt_ids],
                                cfg.train.batch_tokens):
         batch = collate(split.src_ids, split.tgt_ids, index).to(device)
-        logits = model(batch.src, batch.src_len, batch.tgt_in)[0]
-        total += float(sequence_loss(logits, batch.tgt_out))
+        features = forward_features(model, batch)
+        total += float(target_loss(model.decoder, features, batch.tgt_out))
         tokens += batch.num_tgt_tokens
     loss = total / max(tokens, 1)
     n = min(cfg.train.valid_bleu_sentences, len(split.src_ids))
