@@ -97,6 +97,7 @@ class TrainConfig:
     """Optimisation, budgets and checkpointing."""
 
     batch_tokens: int = 4000  # target tokens per batch (length-bucketed)
+    max_len: Optional[int] = None  # train only on pairs of at most this many words a side (RNNsearch-30 / -50)
     epochs: int = 10
     max_steps: Optional[int] = None
     max_minutes: Optional[float] = None  # wall-time budget
@@ -177,6 +178,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.out_dim": (1, None),
     "model.attention.dim": (1, None),
     "train.batch_tokens": (1, None),
+    "train.max_len": (1, None),
     "train.epochs": (1, None),
     "train.max_steps": (1, None),
     "train.max_minutes": (0.0, None),

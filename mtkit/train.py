@@ -336,6 +336,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     prepared = prepare(cfg)
     tokenizer, train_split, dev_split = prepared.tokenizer, prepared.splits["train"], prepared.splits["dev"]
+    if cfg.train.max_len is not None:
+        train_split = shorter_pairs(train_split, cfg.train.max_len)
     model = build_model(cfg.model, tokenizer.src_vocab, tokenizer.tgt_vocab).to(device)
     main = world.is_main
     optimizer = make_optimizer(model, cfg)
@@ -487,6 +489,17 @@ def _train(cfg: Config, run_dir: Path, resume: bool, device: torch.device, world
     tqdm.write(f"done: {state.stop_reason}; best dev {t.early_stop_metric} {state.best_metric:.4f} at step "
                f"{state.best_step}; checkpoints in {run_dir}")
     return state
+
+
+def shorter_pairs(split: EncodedSplit, max_len: int) -> EncodedSplit:
+    """Return the pairs of `split` with at most `max_len` words on each side (Bahdanau et al.'s -30 and -50 models)."""
+    keep = [i for i, (src, tgt) in enumerate(zip(split.src_text, split.tgt_text))
+            if len(src.split()) <= max_len and len(tgt.split()) <= max_len]
+    if not keep:
+        raise MtkitError(f"`train.max_len` = {max_len} leaves no training pair; raise it or leave it unset")
+    log.info("training on %d of %d pairs: at most %d words a side (train.max_len)", len(keep), len(split.src_text),
+             max_len)
+    return EncodedSplit(*([part[i] for i in keep] for part in split))
 
 
 def _budget_spent(cfg: Config, state: TrainState, seconds: float) -> str:

@@ -188,3 +188,18 @@ def test_two_processes_stay_in_sync_and_learn(workdir):
     valid = records(kind="valid")
     assert valid[-1]["dev_loss"] < valid[0]["dev_loss"]
     assert json.loads((workdir / "runs/tiny/environment.json").read_text())["processes"] == 2
+
+
+def test_max_len_keeps_only_pairs_short_on_both_sides():
+    from mtkit.prepare import EncodedSplit
+    from mtkit.train import shorter_pairs
+
+    split = EncodedSplit(["a b", "a b c d", "a", "a b c"], ["x", "x y", "x y z w", "x y z"],
+                         [[4, 5], [4, 5, 6, 7], [4], [4, 5, 6]], [[8], [8, 9], [8, 9, 10, 11], [8, 9, 10]])
+    kept = shorter_pairs(split, 3)
+    assert kept.src_text == ["a b", "a b c"] and kept.tgt_ids == [[8], [8, 9, 10]]
+    with pytest.raises(MtkitError, match="train.max_len"):
+        shorter_pairs(split, 0)
+    assert load_config(None, ["train.max_len=30"]).train.max_len == 30
+    with pytest.raises(MtkitError, match="train.max_len"):
+        load_config(None, ["train.max_len=0"])
