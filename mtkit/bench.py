@@ -251,94 +251,24 @@ def project_train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, cfg: Co
     return lambda batch: train_step(model, optimizer, batch, cfg, contextlib.nullcontext)
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Summed cross-entropy of softmax(x Wᵀ + b) against targets, a chunk of rows at a time.
+def autograd_loss_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, cfg: Config) -> StepFn:
+    """Return the step `mtkit train` took before `mtkit.loss`: (B, T, V) logits and autograd's cross-entropy.
 
-    The (N, V) logits are never held whole: each chunk's logits become its softmax in place, the
-    softmax minus the (smoothed) one-hot target is the gradient of the logits, and the gradients of
-    x, W and b are taken from it at once, while the chunk is in cache. Autograd would keep the
-    logits, their log-softmax, and two more (N, V) tensors in backward: 4 × 128 MB for a 4k-token
-    batch and an 8k vocabulary. The loss is the last node, so the gradients wait in ctx for the
-    incoming scalar.
+    The baseline of the "fused vocabulary projection and loss" lever; same loss and gradients.
     """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, target: Tensor, chunk: int,
-                smoothing: float, grad_enabled: bool) -> Tensor:
-        need_grad = grad_enabled and any(ctx.needs_input_grad[:3])  # needs_input_grad ignores no_grad
-        grad_x = torch.empty_like(x) if need_grad else None  # (N, O)
-        grad_w = torch.zeros_like(weight) if need_grad else None  # (V, O)
-        grad_b = torch.zeros_like(bias) if need_grad else None  # (V,)
-        total = x.new_zeros(())
-        vocab = weight.size(0)
-        for start in range(0, x.size(0), chunk):
-            xs, ys = x[start : start + chunk], target[start : start + chunk]  # (C, O), (C,)
-            logits = torch.addmm(bias, xs, weight.t())  # (C, V)
-            lse = torch.logsumexp(logits, -1)  # (C,)
-            picked = logits.gather(1, ys.unsqueeze(1)).squeeze(1)  # (C,)
-            nll = lse - picked  # −log p(y)
-            if smoothing:
-                # the smoothed target puts ε/V on every word: loss (1−ε)·nll + ε·mean_v(lse − logit_v)
-                nll = (1 - smoothing) * nll + smoothing * (lse - logits.mean(-1))
-            total = total + nll.sum()
-            if need_grad:
-                probs = logits.sub_(lse.unsqueeze(1)).exp_()  # (C, V) softmax, in place of the logits
-                if smoothing:
-                    probs.sub_(smoothing / vocab)
-                probs.scatter_add_(1, ys.unsqueeze(1), probs.new_full((ys.numel(), 1), smoothing - 1))
-                torch.mm(probs, weight, out=grad_x[start : start + chunk])  # (C, O)
-                grad_w.addmm_(probs.t(), xs)  # (V, O)
-                grad_b.add_(probs.sum(0))
-        ctx.grads = (grad_x, grad_w, grad_b)
-        return total
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        grad_x, grad_w, grad_b = ctx.grads
-        del ctx.grads
-        scale = lambda g, needed: g.mul_(grad) if needed and g is not None else None  # noqa: E731
-        return (scale(grad_x, ctx.needs_input_grad[0]), scale(grad_w, ctx.needs_input_grad[1]),
-                scale(grad_b, ctx.needs_input_grad[2]), None, None, None, None)
-
-
-def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, target: Tensor,
-                         label_smoothing: float = 0.0, chunk: int = 1024) -> Tensor:
-    """Return the summed cross-entropy of softmax(features Wᵀ + b) against target (N,), for features (N, O).
-
-    The same number as F.cross_entropy(F.linear(features, weight, bias), target, reduction="sum",
-    label_smoothing=...) without holding the (N, V) logits; see `_LinearCrossEntropy`.
-    """
-    return _LinearCrossEntropy.apply(features, weight, bias, target, chunk, label_smoothing, torch.is_grad_enabled())
-
-
-def proposed_train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, cfg: Config) -> StepFn:
-    """Return the step proposed for `mtkit.train.train_step`: the vocabulary projection and loss on real positions only, fused.
-
-    Same loss and gradients as the project step (padding never counted in either) up to float
-    rounding, without the (B, T, V) logits of padded positions and without holding (N, V) tensors
-    for backward (`linear_cross_entropy`). Scheduled teacher forcing falls back to the project step.
-    """
-    if cfg.train.teacher_forcing < 1.0:
-        return project_train_step(model, optimizer, cfg)
     t = cfg.train
 
     def step(batch: Batch) -> float:
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        state, memory = model.encode(batch.src, batch.src_len)
-        features, _ = model.decoder.features(batch.tgt_in, state, memory)  # (B, T, O)
-        real = batch.tgt_out != PAD  # (B, T)
-        out = model.decoder.out  # the vocabulary projection `logits` applies
-        loss = linear_cross_entropy(features[real].float(), out.weight, out.bias, batch.tgt_out[real],
-                                    t.label_smoothing) / int(real.sum())
-        value = loss.item()
-        if not math.isfinite(value):
-            return value
+        logits, _ = model(batch.src, batch.src_len, batch.tgt_in)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD,
+                               label_smoothing=t.label_smoothing, reduction="sum") / batch.num_tgt_tokens
         loss.backward()
         if t.clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
         optimizer.step()
-        return value
+        return loss.item()
 
     return step
 
@@ -377,6 +307,25 @@ def time_training(step: StepFn, batches: Sequence[Batch], warmup: int, window: i
                 step(batch)
         windows.append(Window(len(group), sum(b.num_tgt_tokens for b in group), clock.wall, clock.cpu, clock.load))
     return windows
+
+
+def profile_training(step: StepFn, batches: Sequence[Batch], top: int = 15) -> dict[str, Any]:
+    """Run `step` on `batches` under the PyTorch profiler; return where the CPU time went.
+
+    Operators are grouped by name and ranked by self CPU time (time in the operator itself, not
+    in the operators it calls), the view that says which kernels bound a step.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches:
+            step(batch)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)
+    return {"steps": len(batches), "self_cpu_seconds": round(total / 1e6, 3), "operators": [
+        {"name": e.key, "calls": e.count, "self_cpu_seconds": round(e.self_cpu_time_total / 1e6, 4),
+         "share": round(e.self_cpu_time_total / total, 4)} for e in ranked[:top]]}
 
 
 def summarise_windows(windows: Sequence[Window], flops_per_token: float, peak_gflops: float) -> dict[str, Any]:
@@ -431,20 +380,21 @@ def environment() -> dict[str, Any]:
 
 
 def run_bench(cfg: Config, steps: int = 30, warmup: int = 5, window: int = 5, sentences: int = 1500,
-              beams: Sequence[int] = (1, 5), step: str = "project", checkpoint: Path | None = None,
+              beams: Sequence[int] = (1, 5), checkpoint: Path | None = None,
               attention_cost_png: Path | None = None, attention_cost_options: dict[str, Any] | None = None,
               levers: bool = False, matmul_size: int = 2048, keep_memory_in_training: bool = False,
-              seed: int = 0) -> dict[str, Any]:
+              profile_steps: int = 0, seed: int = 0) -> dict[str, Any]:
     """Return the benchmark of cfg's model on cfg's data as a JSON-able dict (see the module docstring).
 
     steps: timed training steps (after `warmup`), in windows of `window`; sentences: test sentences
-    translated with each beam size in `beams` (0 skips translation); step: "project" times
-    `mtkit.train.train_step`, "proposed" `proposed_train_step`; checkpoint: trained weights to load
+    translated with each beam size in `beams` (0 skips translation); the training step timed is
+    `mtkit.train.train_step`, the one `mtkit train` takes; checkpoint: trained weights to load
     (a random model's greedy outputs run to the length limit). attention_cost_png: also time decoding
     and training against source and target length, with and without attention, and draw the figure.
     levers: also time each speed lever against its alternative (`time_levers`). matmul_size: n of
-    the n×n products that measure the peak. keep_memory_in_training: call `keep_freed_memory`
-    before training (and the levers), as the proposed train.py does; translation runs first,
+    the n×n products that measure the peak. profile_steps: also run that many training steps under
+    the PyTorch profiler (`profile_training`). keep_memory_in_training: call `keep_freed_memory`
+    before training (and the levers); translation runs first,
     with glibc's defaults, because decoding batches sorted by length would fragment a heap
     that never shrinks (beam 5 peaks at 2.4 GiB instead of 0.8).
     """
@@ -494,16 +444,19 @@ def run_bench(cfg: Config, steps: int = 30, warmup: int = 5, window: int = 5, se
         result["environment"]["keep_freed_memory_in_training"] = keep_freed_memory(True)
     if steps:
         optimizer = _make_optimizer(model, cfg)
-        step_fn = (proposed_train_step if step == "proposed" else project_train_step)(model, optimizer, cfg)
-        log.info("training: %d warm-up + %d timed steps (%s step)", warmup, steps, step)
+        step_fn = project_train_step(model, optimizer, cfg)
+        log.info("training: %d warm-up + %d timed steps", warmup, steps)
         start_phase_peak()
         windows = time_training(step_fn, batches, warmup, window)
-        result["training"] = {"step": step, "warmup": warmup, "window": window,
+        result["training"] = {"warmup": warmup, "window": window,
                               **summarise_windows(windows, flops_per_token, peak.best),
                               "padding": round(padding_fraction([len(s) for s in train_split.src_ids],
                                                                 [len(t) for t in train_split.tgt_ids],
                                                                 [b.index.tolist() for b in counted]), 4),
                               "peak_rss_bytes": phase_peak_bytes()}
+        if profile_steps:
+            log.info("profiling %d training steps", profile_steps)
+            result["profile"] = profile_training(step_fn, batches[warmup : warmup + profile_steps] or batches)
     # the process's peak: resetting the high-water mark resets getrusage's figure too
     result["peak_rss_bytes"] = max([result["rss_bytes_after_setup"], *(t["peak_rss_bytes"] for t in translation),
                                     result.get("training", {}).get("peak_rss_bytes", 0)])
@@ -548,7 +501,7 @@ def format_table(result: dict[str, Any]) -> str:
         row(f"  {name} mean output length", f"{t['mean_output_tokens']:.1f}")
     tr = result.get("training")
     if tr:
-        row(f"training ({tr['step']} step), median", f"{tr['tokens_per_s']:.0f} tok/s", tr["load"])
+        row("training, median", f"{tr['tokens_per_s']:.0f} tok/s", tr["load"])
         row("  range over windows", f"{tr['tokens_per_s_min']:.0f}-{tr['tokens_per_s_max']:.0f}")
         row("  per CPU second", f"{tr['tokens_per_cpu_s']:.0f} tok/s")
         row("  utilisation of matmul peak", f"{tr['utilisation']:.1%}")
@@ -562,6 +515,11 @@ def format_table(result: dict[str, Any]) -> str:
         for kind, fits in result["attention_cost"]["fits"].items():
             for what, fit in fits.items():
                 row(f"{what} {kind}: µs per m·t", f"{fit['per_mt'] * 1e6:.3f}")
+    if "profile" in result:
+        prof = result["profile"]
+        lines.append(f"\nself CPU time of {prof['steps']} training steps ({prof['self_cpu_seconds']:.2f} s), by operator:")
+        for op in prof["operators"]:
+            lines.append(f"  {op['name']:<44}{op['share']:>7.1%}  {op['calls']:>7} calls")
     for lever in result.get("levers", []):
         row(f"lever: {lever['name']}", f"×{lever['speedup']:.2f}", lever["load"])
     return "\n".join(lines)
@@ -857,9 +815,11 @@ def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], test_src:
                       (statistics.median(per_token["bucketed"]), statistics.median(per_token["random"]),
                        round(statistics.mean(loads), 2)), "seconds per target token (training step)"))
 
-    out.append(_lever("loss on real positions only", "proposed step", "mtkit.train.train_step",
-                      _interleaved(lambda i: proposed_train_step(model, optimizer, cfg)(batch(i)),
-                                   lambda i: step(batch(i)), rounds), "seconds per training step"))
+    out.append(_lever("fused vocabulary projection and loss", "mtkit.loss on real positions, in chunks",
+                      "(B, T, V) logits and autograd's cross-entropy",
+                      _interleaved(lambda i: step(batch(i)),
+                                   lambda i: autograd_loss_step(model, optimizer, cfg)(batch(i)), rounds),
+                      "seconds per training step"))
     out.append(_lever("one vocabulary projection and loss", "over all positions at once", "per target step",
                       _interleaved(lambda i: _fwd_bwd(model, batch(i)),
                                    lambda i: _fwd_bwd(model, batch(i), per_step_output=True), rounds),
