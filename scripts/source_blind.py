@@ -1,7 +1,14 @@
 """How much does a run use its source? Greedy BLEU on the test split with real vs shuffled sources.
 
 Usage: python scripts/source_blind.py RUN [RUN ...]
-A model that ignores its input (a target-side language model) scores about the same either way.
+
+Three rows per run, each scored against the real references and bucketed by the real sources:
+- real sources: the model's ordinary output;
+- shuffled sources: every reference gets the translation of another, random test verse;
+- shuffled within bucket: another verse of the same 10-word length bucket, so the output has the
+  right length and style but the wrong content. Its BLEU is what fluent output with no knowledge of
+  the source earns in that bucket: the floor a model's real-source BLEU should be read against.
+A model that ignores its input (a target-side language model) scores about the same on all three.
 """
 
 from __future__ import annotations
@@ -9,10 +16,27 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections import defaultdict
 from pathlib import Path
 
-from mtkit.evaluate import bleu_by_length, corpus_scores
+from mtkit.data.corpus import bucket_index
+from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, corpus_scores
 from mtkit.translate import Translator
+
+
+def shuffled_within_buckets(srcs: list[str], seed: int = 0) -> list[int]:
+    """Return a permutation of the line numbers that only swaps lines of the same length bucket."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, src in enumerate(srcs):
+        groups[bucket_index(len(src.split()), DEFAULT_EDGES)].append(i)
+    order = list(range(len(srcs)))
+    rng = random.Random(seed)
+    for members in groups.values():
+        moved = members[:]
+        rng.shuffle(moved)
+        for i, j in zip(members, moved):
+            order[i] = j
+    return order
 
 
 def main() -> None:
@@ -21,12 +45,14 @@ def main() -> None:
         prepared = Path(json.loads((run / "data.json").read_text())["prepared"])
         srcs = (prepared / "test.src").read_text(encoding="utf-8").splitlines()
         refs = (prepared / "test.tgt").read_text(encoding="utf-8").splitlines()
-        shuffled = srcs[:]
-        random.Random(0).shuffle(shuffled)
-        for name, inputs in (("real sources", srcs), ("shuffled sources", shuffled)):
-            hyps = [t.text for t in translator.translate(inputs, beam=1)]
-            buckets = " / ".join(f"{b.bleu:.1f}" for b in bleu_by_length(srcs, hyps, refs, n_boot=0))
-            print(f"{run.name}  {name:16}  BLEU {corpus_scores(hyps, refs).bleu:5.2f}  by length {buckets}")
+        hyps = [t.text for t in translator.translate(srcs, beam=1)]
+        anywhere = list(range(len(srcs)))
+        random.Random(0).shuffle(anywhere)
+        rows = (("real sources", hyps), ("shuffled sources", [hyps[j] for j in anywhere]),
+                ("shuffled within bucket", [hyps[j] for j in shuffled_within_buckets(srcs)]))
+        for name, outputs in rows:
+            buckets = " / ".join(f"{b.bleu:.1f}" for b in bleu_by_length(srcs, outputs, refs, n_boot=0))
+            print(f"{run.name}  {name:22}  BLEU {corpus_scores(outputs, refs).bleu:5.2f}  by length {buckets}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""Are long test verses harder or easier? BLEU by length within bands of training-set overlap.
+
+Usage: python scripts/overlap_by_length.py RUN [RUN ...]     (runs of one prepared corpus)
+
+For each test verse, its overlap is the share of its reference's word 4-grams (lower-cased) that
+also occur in the training targets: formulae ("and the LORD spake unto Moses, saying"), lists and
+parallel passages score high, verses with new content low. The script prints, per source-length
+bucket, the mean overlap and the verse count, then each run's BLEU by length within three overlap
+bands, from the run's cached beam-search output (`mtkit eval` makes it). If the share of
+high-overlap verses changes with length, a raw BLEU-by-length curve mixes the effect of length
+with that of overlap; within a band, the mix is held roughly fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from mtkit.data.corpus import bucket_index, bucket_labels
+from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, run_test_outputs
+
+BANDS = ((0.0, 0.3, "overlap < 0.3"), (0.3, 0.5, "0.3 ≤ overlap < 0.5"), (0.5, 1.01, "overlap ≥ 0.5"))
+MIN_BUCKET = 20  # fewer verses than this in a bucket and band: no BLEU printed
+
+
+def four_grams(text: str) -> list[tuple[str, ...]]:
+    words = re.findall(r"\w+|[^\w\s]", text.lower())
+    return [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+
+
+def overlaps(refs: list[str], train_targets: list[str]) -> list[float]:
+    """Return, for each reference, the share of its 4-grams found in the training targets (0 for none)."""
+    seen = {gram for target in train_targets for gram in four_grams(target)}
+    return [sum(g in seen for g in grams) / len(grams) if grams else 0.0 for grams in map(four_grams, refs)]
+
+
+def main() -> None:
+    runs = [Path(r) for r in sys.argv[1:]]
+    if not runs:
+        sys.exit(__doc__)
+    prepared = Path(json.loads((runs[0] / "data.json").read_text())["prepared"])
+    train_targets = (prepared / "train.tgt").read_text(encoding="utf-8").splitlines()
+    srcs, _, refs = run_test_outputs(runs[0])
+    share = overlaps(refs, train_targets)
+    buckets = [bucket_index(len(s.split()), DEFAULT_EDGES) for s in srcs]
+    labels = bucket_labels(DEFAULT_EDGES)
+    print(f"{'words':22}" + "".join(f"{label:>9}" for label in labels))
+    mean = [sum(o for o, b in zip(share, buckets) if b == k) / max(1, buckets.count(k)) for k in range(len(labels))]
+    print(f"{'mean overlap':22}" + "".join(f"{m:9.2f}" for m in mean))
+    for low, high, name in BANDS:
+        counts = [sum(1 for o, b in zip(share, buckets) if b == k and low <= o < high) for k in range(len(labels))]
+        print(f"\n{name}\n  {'verses':20}" + "".join(f"{c:9d}" for c in counts))
+        for run in runs:
+            run_srcs, hyps, run_refs = run_test_outputs(run)
+            if run_refs != refs:
+                sys.exit(f"{run}: its test split differs from {runs[0]}'s; compare runs of one prepared corpus")
+            keep = [i for i, o in enumerate(share) if low <= o < high]
+            scores = bleu_by_length([srcs[i] for i in keep], [hyps[i] for i in keep], [refs[i] for i in keep],
+                                    n_boot=0)
+            cells = [f"{s.bleu:9.1f}" if s.count >= MIN_BUCKET else f"{'-':>9}" for s in scores]
+            print(f"  {run.name:20}" + "".join(cells))
+
+
+if __name__ == "__main__":
+    main()
