@@ -1,6 +1,6 @@
 """Are long test verses harder or easier? BLEU by length within bands of training-set overlap.
 
-Usage: python scripts/overlap_by_length.py RUN [RUN ...]     (runs of one prepared corpus)
+Usage: python scripts/overlap_by_length.py RUN [RUN ...] [--plot PNG]     (runs of one prepared corpus)
 
 For each test verse, its overlap is the share of its reference's word 4-grams (lower-cased) that
 also occur in the training targets: formulae ("and the LORD spake unto Moses, saying"), lists and
@@ -8,18 +8,21 @@ parallel passages score high, verses with new content low. The script prints, pe
 bucket, the mean overlap and the verse count, then each run's BLEU by length within three overlap
 bands, from the run's cached beam-search output (`mtkit eval` makes it). If the share of
 high-overlap verses changes with length, a raw BLEU-by-length curve mixes the effect of length
-with that of overlap; within a band, the mix is held roughly fixed.
+with that of overlap; within a band, the mix is held roughly fixed. --plot draws the curves of the
+high-overlap band (where both kinds of model score well above the floor), with 95% bootstrap bands.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
 from pathlib import Path
 
 from mtkit.data.corpus import bucket_index, bucket_labels
-from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, run_test_outputs
+from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, evaluate_system, run_test_outputs
+from mtkit.plots import plot_bleu_by_length
 
 BANDS = ((0.0, 0.3, "overlap < 0.3"), (0.3, 0.5, "0.3 ≤ overlap < 0.5"), (0.5, 1.01, "overlap ≥ 0.5"))
 MIN_BUCKET = 20  # fewer verses than this in a bucket and band: no BLEU printed
@@ -37,9 +40,11 @@ def overlaps(refs: list[str], train_targets: list[str]) -> list[float]:
 
 
 def main() -> None:
-    runs = [Path(r) for r in sys.argv[1:]]
-    if not runs:
-        sys.exit(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="training runs of one prepared corpus")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="draw BLEU by length of the high-overlap band here")
+    args = parser.parse_args()
+    runs = args.runs
     prepared = Path(json.loads((runs[0] / "data.json").read_text())["prepared"])
     train_targets = (prepared / "train.tgt").read_text(encoding="utf-8").splitlines()
     srcs, _, refs = run_test_outputs(runs[0])
@@ -61,6 +66,16 @@ def main() -> None:
                                     n_boot=0)
             cells = [f"{s.bleu:9.1f}" if s.count >= MIN_BUCKET else f"{'-':>9}" for s in scores]
             print(f"  {run.name:20}" + "".join(cells))
+    if args.plot:
+        low, high, name = BANDS[-1]
+        keep = [i for i, o in enumerate(share) if low <= o < high]
+        systems = []
+        for run in runs:
+            _, hyps, _ = run_test_outputs(run)
+            systems.append(evaluate_system(run.name.removeprefix("bible_"), [srcs[i] for i in keep],
+                                           [hyps[i] for i in keep], [refs[i] for i in keep]))
+        plot_bleu_by_length(systems, args.plot, title=f"BLEU by source length, test verses with {name}")
+        print(f"\nwrote {args.plot}")
 
 
 if __name__ == "__main__":

@@ -61,5 +61,6 @@ run_args=()
 for i in "${!runs[@]}"; do run_args+=(--run "${runs[$i]}" --name "$(basename "${CONFIGS[$i]}" .yaml | sed 's/^bible_//')"); done
 $MTKIT eval "${run_args[@]}" --by-length --out "$OUT" | tee "$OUT/table.txt"
 
-echo "== 4/4 summary"
+echo "== 4/4 summary, and BLEU by length within bands of training overlap (see the README)"
+"$PYTHON" "$ROOT/scripts/overlap_by_length.py" "${runs[@]}" --plot "$OUT/bleu_by_length_high_overlap.png" > "$OUT/overlap_by_length.txt"
 "$PYTHON" "$ROOT/scripts/summarize.py" "$OUT" "${runs[@]}" --seconds $(( $(date +%s) - start )) | tee "$OUT/summary.md"

@@ -30,5 +30,8 @@ def test_reproduce_pipeline_at_tiny_scale(tmp_path):
     assert (results / "bleu_by_length.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (results / "summary.md").read_text()
     assert "RNNencdec(gru" in summary and "RNNsearch(gru" in summary and "41–60" in summary
+    overlap = (results / "overlap_by_length.txt").read_text().splitlines()
+    assert overlap[1].startswith("mean overlap") and sum("bible_rnnencdec" in line for line in overlap) == 3
+    assert (results / "bleu_by_length_high_overlap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for run in ("bible_rnnencdec", "bible_rnnsearch"):
         assert (tmp_path / "runs" / run / "best.pt").is_file()
