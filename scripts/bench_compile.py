@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Does torch.compile speed up decoding on a CPU? Greedy decoding with and without a compiled decoder step.
+
+    python scripts/bench_compile.py configs/bench_bible.yaml runs/bench_bible/best.pt [--sentences 256]
+
+Times `mtkit.search.decode` (greedy) on the first test sentences three times with the decoder's
+`step` as written, then compiles it (`torch.compile(..., dynamic=True)`, every batch has its own
+length), reports the first call (compile included) and three more, and the median speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from mtkit.checkpoint import load_checkpoint
+from mtkit.config import load_config
+from mtkit.prepare import prepare
+from mtkit.search import decode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--sentences", type=int, default=256)
+    args = parser.parse_args()
+    src = prepare(load_config(args.config)).splits["test"].src_ids[: args.sentences]
+    model = load_checkpoint(args.checkpoint, torch.device("cpu")).model.eval()
+
+    def seconds() -> float:
+        start = time.perf_counter()
+        decode(model, src, beam=1, batch_size=128)
+        return time.perf_counter() - start
+
+    plain = [seconds() for _ in range(3)]
+    model.decoder.step = torch.compile(model.decoder.step, dynamic=True)
+    first = seconds()
+    compiled = [seconds() for _ in range(3)]
+    print(f"greedy, {len(src)} sentences, {torch.get_num_threads()} threads")
+    print(f"  as written: {' '.join(f'{s:.2f}' for s in plain)} s")
+    print(f"  compiled:   first call {first:.1f} s (compiling included), then {' '.join(f'{s:.2f}' for s in compiled)} s")
+    print(f"  speed-up after compiling: x{statistics.median(plain) / statistics.median(compiled):.2f}")
+
+
+if __name__ == "__main__":
+    main()
