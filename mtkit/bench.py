@@ -193,7 +193,6 @@ def load_average() -> float:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
-_allocator = {"keep": False}  # the last setting keep_freed_memory made
 
 
 def keep_freed_memory(keep: bool = True) -> bool:
@@ -203,7 +202,8 @@ def keep_freed_memory(keep: bool = True) -> bool:
     buffer) with a fresh mmap and unmaps it when freed, so every batch pays page faults to zero
     the same memory again: a 128 MB tensor costs ~70 ms of faults before the first write. Keeping
     freed memory in the heap makes the next batch reuse it. Peak memory is unchanged; the process
-    just does not give memory back between batches. Needs glibc; returns False elsewhere.
+    just does not give memory back between batches. Needs glibc; returns False elsewhere. A lever
+    of `time_levers` only: measured ×1.00 per training step once the fused loss removed the logits.
     """
     name = ctypes.util.find_library("c")
     if platform.system() != "Linux" or name is None:
@@ -211,12 +211,9 @@ def keep_freed_memory(keep: bool = True) -> bool:
     try:
         libc = ctypes.CDLL(name)
         mmap_max, trim = (0, 2**31 - 1) if keep else (65536, 128 * 1024)  # glibc's defaults when not kept
-        done = bool(libc.mallopt(_M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
+        return bool(libc.mallopt(_M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
     except (OSError, AttributeError):
         return False
-    if done:
-        _allocator["keep"] = keep
-    return done
 
 
 class _Clock:
@@ -382,8 +379,8 @@ def environment() -> dict[str, Any]:
 def run_bench(cfg: Config, steps: int = 30, warmup: int = 5, window: int = 5, sentences: int = 1500,
               beams: Sequence[int] = (1, 5), checkpoint: Path | None = None,
               attention_cost_png: Path | None = None, attention_cost_options: dict[str, Any] | None = None,
-              levers: bool = False, matmul_size: int = 2048, keep_memory_in_training: bool = False,
-              profile_steps: int = 0, seed: int = 0) -> dict[str, Any]:
+              levers: bool = False, matmul_size: int = 2048, profile_steps: int = 0,
+              seed: int = 0) -> dict[str, Any]:
     """Return the benchmark of cfg's model on cfg's data as a JSON-able dict (see the module docstring).
 
     steps: timed training steps (after `warmup`), in windows of `window`; sentences: test sentences
@@ -393,10 +390,7 @@ def run_bench(cfg: Config, steps: int = 30, warmup: int = 5, window: int = 5, se
     and training against source and target length, with and without attention, and draw the figure.
     levers: also time each speed lever against its alternative (`time_levers`). matmul_size: n of
     the n×n products that measure the peak. profile_steps: also run that many training steps under
-    the PyTorch profiler (`profile_training`). keep_memory_in_training: call `keep_freed_memory`
-    before training (and the levers); translation runs first,
-    with glibc's defaults, because decoding batches sorted by length would fragment a heap
-    that never shrinks (beam 5 peaks at 2.4 GiB instead of 0.8).
+    the PyTorch profiler (`profile_training`).
     """
     from mtkit.prepare import prepare
 
@@ -440,8 +434,6 @@ def run_bench(cfg: Config, steps: int = 30, warmup: int = 5, window: int = 5, se
         translation.append(record)
     result["translation"] = translation
 
-    if keep_memory_in_training:
-        result["environment"]["keep_freed_memory_in_training"] = keep_freed_memory(True)
     if steps:
         optimizer = _make_optimizer(model, cfg)
         step_fn = project_train_step(model, optimizer, cfg)
@@ -482,8 +474,7 @@ def format_table(result: dict[str, Any]) -> str:
     gib = 1024**3
     lines = [result["model"]["description"],
              f"threads {result['environment']['threads']}, load average at start "
-             f"{result['environment']['load_average'][0]}, at end {result['environment'].get('load_average_end', ['?'])[0]}; "
-             f"freed memory kept from training on: {'yes' if result['environment'].get('keep_freed_memory_in_training') else 'no'}",
+             f"{result['environment']['load_average'][0]}, at end {result['environment'].get('load_average_end', ['?'])[0]}",
              "", f"{'measurement':<46}{'value':>16}  {'load':>5}"]
 
     def row(name: str, value: str, load: Any = "") -> None:
@@ -893,11 +884,10 @@ def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], test_src:
             return fn(i)
         return run
 
-    kept = _allocator["keep"]
-    if keep_freed_memory(kept):
+    if keep_freed_memory(False):  # glibc is there: time both settings, then leave its defaults
         out.append(_lever("keep freed memory (mallopt)", "kept in the heap", "unmapped when freed",
                           _interleaved(with_memory(True, lambda i: step(batch(i))),
                                        with_memory(False, lambda i: step(batch(i))), rounds),
                           "seconds per training step"))
-        keep_freed_memory(kept)
+        keep_freed_memory(False)
     return out

@@ -30,9 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5], help="beam sizes to translate with")
     parser.add_argument("--checkpoint", type=Path, help="trained weights to translate with (else random)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="from training on, keep freed memory in malloc's heap instead of unmapping it, "
-                             "(see mtkit.bench.keep_freed_memory)")
     parser.add_argument("--attention-cost", type=Path, metavar="PNG",
                         help="also time decoding/training against source and target length, with and "
                              "without attention, and draw the figure to PNG")
@@ -63,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                            sentences=args.sentences, beams=args.beams, checkpoint=args.checkpoint,
                            attention_cost_png=args.attention_cost,
                            attention_cost_options={"lengths": args.attention_lengths}, levers=args.levers,
-                           matmul_size=args.matmul_size, profile_steps=args.profile, keep_memory_in_training=args.keep_freed_memory)
+                           matmul_size=args.matmul_size, profile_steps=args.profile)
     except MtkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

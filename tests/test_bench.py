@@ -118,7 +118,7 @@ def test_bench_runs_end_to_end_and_writes_json(workdir, capsys, monkeypatch):
     out = workdir / "bench.json"
     status = load_script().main([
         "c.yaml", "--steps", "2", "--warmup", "1", "--window", "1", "--sentences", "6", "--beams", "1", "2",
-        "--threads", "1", "--matmul-size", "128", "--keep-freed-memory",
+        "--threads", "1", "--matmul-size", "128",
         "--attention-cost", "cost.png", "--attention-lengths", "2", "4", "--levers", "--profile", "1", "--json", str(out)])
     assert status == 0
     result = json.loads(out.read_text())
