@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 
 from mtkit.checkpoint import load_checkpoint
 from mtkit.config import load_config
+from mtkit.errors import MtkitError
 from mtkit.prepare import prepare
 from mtkit.search import decode
 
@@ -29,8 +31,12 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--sentences", type=int, default=256)
     args = parser.parse_args()
-    src = prepare(load_config(args.config)).splits["test"].src_ids[: args.sentences]
-    model = load_checkpoint(args.checkpoint, torch.device("cpu")).model.eval()
+    try:
+        src = prepare(load_config(args.config)).splits["test"].src_ids[: args.sentences]
+        model = load_checkpoint(args.checkpoint, torch.device("cpu")).model.eval()
+    except MtkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
     def seconds() -> float:
         start = time.perf_counter()

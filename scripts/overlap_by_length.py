@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from mtkit.data.corpus import bucket_index, bucket_labels
+from mtkit.errors import MtkitError
 from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, evaluate_system, run_test_outputs
 from mtkit.plots import plot_bleu_by_length
 
@@ -39,44 +40,51 @@ def overlaps(refs: list[str], train_targets: list[str]) -> list[float]:
     return [sum(g in seen for g in grams) / len(grams) if grams else 0.0 for grams in map(four_grams, refs)]
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="training runs of one prepared corpus")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="draw BLEU by length of the high-overlap band here")
     args = parser.parse_args()
-    runs = args.runs
-    prepared = Path(json.loads((runs[0] / "data.json").read_text())["prepared"])
-    train_targets = (prepared / "train.tgt").read_text(encoding="utf-8").splitlines()
-    srcs, _, refs = run_test_outputs(runs[0])
-    share = overlaps(refs, train_targets)
+    try:
+        report(args.runs, args.plot)
+    except MtkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def report(runs: list[Path], plot: Path | None) -> None:
+    """Print the overlap table of `runs` (and draw the high-overlap figure to `plot`)."""
+    outputs = {run: run_test_outputs(run) for run in runs}  # (sources, hypotheses, references), cached
+    srcs, _, refs = outputs[runs[0]]
+    for run, (_, _, run_refs) in outputs.items():
+        if run_refs != refs:
+            raise MtkitError(f"{run}: its test split differs from {runs[0]}'s; compare runs of one prepared corpus")
+    prepared = Path(json.loads((runs[0] / "data.json").read_text(encoding="utf-8"))["prepared"])
+    share = overlaps(refs, (prepared / "train.tgt").read_text(encoding="utf-8").splitlines())
     buckets = [bucket_index(len(s.split()), DEFAULT_EDGES) for s in srcs]
     labels = bucket_labels(DEFAULT_EDGES)
     print(f"{'words':22}" + "".join(f"{label:>9}" for label in labels))
     mean = [sum(o for o, b in zip(share, buckets) if b == k) / max(1, buckets.count(k)) for k in range(len(labels))]
     print(f"{'mean overlap':22}" + "".join(f"{m:9.2f}" for m in mean))
     for low, high, name in BANDS:
-        counts = [sum(1 for o, b in zip(share, buckets) if b == k and low <= o < high) for k in range(len(labels))]
+        keep = [i for i, o in enumerate(share) if low <= o < high]
+        counts = [sum(1 for i in keep if buckets[i] == k) for k in range(len(labels))]
         print(f"\n{name}\n  {'verses':20}" + "".join(f"{c:9d}" for c in counts))
-        for run in runs:
-            run_srcs, hyps, run_refs = run_test_outputs(run)
-            if run_refs != refs:
-                sys.exit(f"{run}: its test split differs from {runs[0]}'s; compare runs of one prepared corpus")
-            keep = [i for i, o in enumerate(share) if low <= o < high]
+        for run, (_, hyps, _) in outputs.items():
             scores = bleu_by_length([srcs[i] for i in keep], [hyps[i] for i in keep], [refs[i] for i in keep],
                                     n_boot=0)
             cells = [f"{s.bleu:9.1f}" if s.count >= MIN_BUCKET else f"{'-':>9}" for s in scores]
             print(f"  {run.name:20}" + "".join(cells))
-    if args.plot:
+    if plot:
         low, high, name = BANDS[-1]
         keep = [i for i, o in enumerate(share) if low <= o < high]
-        systems = []
-        for run in runs:
-            _, hyps, _ = run_test_outputs(run)
-            systems.append(evaluate_system(run.name.removeprefix("bible_"), [srcs[i] for i in keep],
-                                           [hyps[i] for i in keep], [refs[i] for i in keep]))
-        plot_bleu_by_length(systems, args.plot, title=f"BLEU by source length, test verses with {name}")
-        print(f"\nwrote {args.plot}")
+        systems = [evaluate_system(run.name.removeprefix("bible_"), [srcs[i] for i in keep],
+                                   [hyps[i] for i in keep], [refs[i] for i in keep])
+                   for run, (_, hyps, _) in outputs.items()]
+        plot_bleu_by_length(systems, plot, title=f"BLEU by source length, test verses with {name}")
+        print(f"\nwrote {plot}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,15 +13,14 @@ A model that ignores its input (a target-side language model) scores about the s
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from mtkit.data.corpus import bucket_index
-from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, corpus_scores
-from mtkit.translate import Translator
+from mtkit.errors import MtkitError
+from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, corpus_scores, run_test_outputs
 
 
 def shuffled_within_buckets(srcs: list[str], seed: int = 0) -> list[int]:
@@ -39,21 +38,30 @@ def shuffled_within_buckets(srcs: list[str], seed: int = 0) -> list[int]:
     return order
 
 
-def main() -> None:
-    for run in map(Path, sys.argv[1:]):
-        translator = Translator.from_run(run)
-        prepared = Path(json.loads((run / "data.json").read_text())["prepared"])
-        srcs = (prepared / "test.src").read_text(encoding="utf-8").splitlines()
-        refs = (prepared / "test.tgt").read_text(encoding="utf-8").splitlines()
-        hyps = [t.text for t in translator.translate(srcs, beam=1)]
-        anywhere = list(range(len(srcs)))
-        random.Random(0).shuffle(anywhere)
-        rows = (("real sources", hyps), ("shuffled sources", [hyps[j] for j in anywhere]),
-                ("shuffled within bucket", [hyps[j] for j in shuffled_within_buckets(srcs)]))
-        for name, outputs in rows:
-            buckets = " / ".join(f"{b.bleu:.1f}" for b in bleu_by_length(srcs, outputs, refs, n_boot=0))
-            print(f"{run.name}  {name:22}  BLEU {corpus_scores(outputs, refs).bleu:5.2f}  by length {buckets}")
+def main() -> int:
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        for run in map(Path, sys.argv[1:]):
+            report(run)
+    except MtkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def report(run: Path) -> None:
+    """Print greedy BLEU of `run` with real, shuffled and within-bucket shuffled sources."""
+    srcs, hyps, refs = run_test_outputs(run, beam=1, length_penalty=1.0)  # greedy; cached in RUN/eval/
+    anywhere = list(range(len(srcs)))
+    random.Random(0).shuffle(anywhere)
+    rows = (("real sources", hyps), ("shuffled sources", [hyps[j] for j in anywhere]),
+            ("shuffled within bucket", [hyps[j] for j in shuffled_within_buckets(srcs)]))
+    for name, outputs in rows:
+        buckets = " / ".join(f"{b.bleu:.1f}" for b in bleu_by_length(srcs, outputs, refs, n_boot=0))
+        print(f"{run.name}  {name:22}  BLEU {corpus_scores(outputs, refs).bleu:5.2f}  by length {buckets}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

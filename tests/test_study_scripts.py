@@ -1,0 +1,47 @@
+"""The length study's diagnostic scripts: overlap with the training targets, shuffling within buckets."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from mtkit.data.corpus import bucket_index
+from mtkit.evaluate import DEFAULT_EDGES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_overlap_is_the_share_of_reference_4grams_seen_in_training():
+    overlap = script("overlap_by_length")
+    train = ["And the LORD spake unto Moses, saying", "In the beginning God created"]
+    refs = ["and the lord spake unto Aaron",  # 4-grams: and the lord spake (seen), the lord spake unto
+            # (seen), lord spake unto aaron (new) → 2 of 3
+            "a wholly new verse here",  # 2 new 4-grams
+            "too short"]  # no 4-gram at all
+    assert overlap.overlaps(refs, train) == pytest.approx([2 / 3, 0.0, 0.0])
+    assert overlap.four_grams("A b, c d") == [("a", "b", ",", "c"), ("b", ",", "c", "d")]
+
+
+def test_overlap_script_names_a_directory_that_is_not_a_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["overlap_by_length.py", str(tmp_path)])
+    assert script("overlap_by_length").main() == 2
+    assert "not a training run" in capsys.readouterr().err
+
+
+def test_within_bucket_shuffle_is_a_permutation_that_keeps_every_line_in_its_bucket():
+    blind = script("source_blind")
+    srcs = [" ".join(["w"] * n) for n in (3, 5, 8, 12, 15, 19, 25, 33, 47, 61, 64, 2)]
+    order = blind.shuffled_within_buckets(srcs, seed=1)
+    assert sorted(order) == list(range(len(srcs)))
+    assert order != list(range(len(srcs)))  # something moved
+    bucket = [bucket_index(len(s.split()), DEFAULT_EDGES) for s in srcs]
+    assert all(bucket[i] == bucket[j] for i, j in enumerate(order))
