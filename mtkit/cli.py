@@ -6,12 +6,11 @@ Each command parses options and calls one library function. A mistake the user c
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, TextIO
+from typing import List, Optional
 
 import typer
 
@@ -35,15 +34,6 @@ def _config(path: Optional[Path], overrides: List[str]):
     from mtkit.config import load_config
 
     return load_config(path, overrides)
-
-
-def _open_for_writing(path: Path, option: str) -> TextIO:
-    """Return `path` opened for UTF-8 text output, its directory made if needed; a failure names the option."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w", encoding="utf-8")
-    except OSError as err:
-        raise MtkitError(f"{option} {path}: cannot write the file ({err.strerror})") from None
 
 
 @app.command()
@@ -71,7 +61,8 @@ def train(
     nproc: int = typer.Option(1, min=1, help="Data-parallel processes on this machine (gloo on CPU, NCCL on GPU)."),
 ) -> None:
     """Train a model (running `prepare` first when needed)."""
-    from mtkit.train import read_latest, train as run_train
+    from mtkit.runs import read_latest
+    from mtkit.train import train as run_train
 
     if config is None:
         if not resume:
@@ -87,45 +78,23 @@ def translate(
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="Read sentences from FILE instead of stdin."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write translations to FILE instead of stdout."),
     beam: Optional[int] = typer.Option(None, help="Beam size (1 = greedy; default: the run's decode.beam)."),
-    length_penalty: Optional[float] = typer.Option(None, help="Rank by log_prob / length**ALPHA."),
+    length_penalty: Optional[float] = typer.Option(None, help="Rank by log_prob / length**ALPHA (default: the run's)."),
     n_best: int = typer.Option(1, help="Write the N best hypotheses per line as 'LINE ||| TEXT ||| LOG_PROB ||| SCORE'."),
     attention: Optional[Path] = typer.Option(None, help="Write pieces and attention weights per line to FILE (JSON lines)."),
-    batch_size: Optional[int] = typer.Option(None, help="Sentences per decoding batch."),
+    batch_size: Optional[int] = typer.Option(None, help="Sentences per decoding batch (default: the run's)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: CUDA when available)."),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ) -> None:
     """Translate sentences line by line: one output line per input line."""
-    from mtkit.train import set_threads
-    from mtkit.translate import Translator, read_lines, translate_lines, write_attention
+    from mtkit.device import set_threads
+    from mtkit.translate import Translator, translate_file
 
     set_threads(threads)
-
     translator = Translator.from_run(run, checkpoint, device)
-    if attention is not None and not translator.has_attention:
-        raise MtkitError("this model has no attention (model.attention.kind = none), so it has no weights to write; "
-                         "drop --attention")
-    if input is not None:
-        if not input.is_file():
-            raise MtkitError(f"--input {input}: no such file")
-        with open(input, "rb") as handle:
-            lines = read_lines(handle, str(input))
-    else:
-        lines = read_lines(sys.stdin.buffer)
-    with contextlib.ExitStack() as files:
-        out = files.enter_context(_open_for_writing(output, "--output")) if output is not None else sys.stdout
-        attn = files.enter_context(_open_for_writing(attention, "--attention")) if attention is not None else None
-        options = dict(beam=beam, length_penalty=length_penalty, n_best=n_best, batch_size=batch_size)
-        for number, result in enumerate(translate_lines(translator, lines, **options), start=1):
-            if n_best > 1:
-                for hyp in result.hypotheses:
-                    text = translator.tokenizer.decode_tgt(hyp.tokens)
-                    out.write(f"{number} ||| {text} ||| {hyp.log_prob:.4f} ||| {hyp.score:.4f}\n")
-            else:
-                out.write(result.text + "\n")
-            if attn is not None:
-                write_attention(attn, number, translator, result)
-        out.flush()
-    log.info("translated %d lines", len(lines))
+    count = translate_file(translator, input if input is not None else sys.stdin.buffer,
+                           output if output is not None else sys.stdout, attention,
+                           beam=beam, length_penalty=length_penalty, n_best=n_best, batch_size=batch_size)
+    log.info("translated %d lines", count)
 
 
 @app.command("eval")
@@ -138,30 +107,27 @@ def eval_(
     name: List[str] = typer.Option([], help="Label of each run / --hyp, in order (default: its directory/file name)."),
     checkpoint: str = typer.Option("best", help="best or last (for runs)."),
     beam: Optional[int] = typer.Option(None, help="Beam size for translating runs (default: the run's decode.beam)."),
-    edges: Optional[str] = typer.Option(None, help="Bucket edges in words, e.g. 10,20,30,40,50,60."),
-    length_of: str = typer.Option("src", help="Bucket by the length of the source (src) or the reference (ref)."),
-    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (0: none)."),
-    seed: int = typer.Option(12345, help="Bootstrap seed."),
+    edges: Optional[str] = typer.Option(None, help="Bucket edges in words, e.g. 10,20,30 (default: the run's eval.edges)."),
+    length_of: Optional[str] = typer.Option(None, help="Bucket by the length of src or ref (default: the run's eval.length_of)."),
+    bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples for the 95% intervals, 0: none (default: the run's eval.bootstrap)."),
+    seed: Optional[int] = typer.Option(None, help="Bootstrap seed (default: the run's eval.bootstrap_seed)."),
     out: Optional[Path] = typer.Option(None, help="Directory for scores.json, scores.csv and bleu_by_length.png."),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ) -> None:
     """Score runs or output files: corpus BLEU and chrF, and with --by-length BLEU per length bucket."""
-    from mtkit import evaluate
-    from mtkit.train import set_threads
+    from mtkit import compare, evaluate
+    from mtkit.device import set_threads
 
     set_threads(threads)
-
     try:
-        bucket_edges = tuple(int(e) for e in edges.split(",")) if edges else None
+        bucket_edges = [int(e) for e in edges.split(",")] if edges else None
     except ValueError:
         raise MtkitError(f"--edges {edges!r}: give increasing whole numbers separated by commas, e.g. 10,20,30") from None
-    systems = evaluate.compare(
-        runs=run, src=src, ref=ref, hyps=hyp, names=name, checkpoint=checkpoint, beam=beam,
-        edges=bucket_edges, length_of=length_of, n_boot=bootstrap if by_length else 0, seed=seed,
-    )
+    systems = compare.compare(runs=run, src=src, ref=ref, hyps=hyp, names=name, checkpoint=checkpoint, beam=beam,
+                              edges=bucket_edges, length_of=length_of, bootstrap=bootstrap if by_length else 0,
+                              seed=seed)
     typer.echo(evaluate.format_table(systems) if by_length else evaluate.format_summary(systems))
-    out_dir = out or (evaluate.default_out_dir(run) if run or not hyp else Path("results") / "eval")
-    for path in evaluate.write_results(systems, out_dir, plot=by_length):
+    for path in compare.write_results(systems, out or compare.default_out_dir(run, hyp), plot=by_length):
         typer.echo(f"wrote {path}", err=True)
 
 
@@ -187,9 +153,9 @@ def attention(
         record = alignment.record_from_json(from_json, line)
     else:
         if input is not None:
-            from mtkit.evaluate import read_text_lines
+            from mtkit.data.textio import read_lines
 
-            lines = read_text_lines(input, "input")
+            lines = read_lines(input, name=f"--input {input}")
             if line > len(lines):
                 raise MtkitError(f"--input {input} has {len(lines)} lines; --line {line} is past the end")
             sentence = lines[line - 1]

@@ -257,6 +257,53 @@ def _check_combinations(cfg: Config, where: str) -> None:
         raise MtkitError(f"{where}`data.min_len` ({data.min_len}) is larger than `data.max_len` ({data.max_len})")
     if list(data.length_edges) != sorted(set(data.length_edges)) or list(cfg.eval.edges) != sorted(set(cfg.eval.edges)):
         raise MtkitError(f"{where}`data.length_edges` and `eval.edges` must be strictly increasing")
+    _check_model_combinations(cfg.model, where)
+
+
+def check_model(cfg: ModelConfig, where: str = "") -> None:
+    """Raise MtkitError naming the key of the first bad value or combination in a `model` section.
+
+    `load_config` checks every key already; this is for a ModelConfig built in Python (tests, notebooks).
+    """
+    _build(ModelConfig, _plain(asdict(cfg)), prefix="model.", where=where)
+    _check_model_combinations(cfg, where)
+
+
+def _check_model_combinations(cfg: ModelConfig, where: str) -> None:
+    if cfg.init == "backward_first" and not cfg.bidirectional:
+        raise MtkitError(f"{where}`model.init`: backward_first starts the decoder from the backward encoder's "
+                         "first state, which needs model.bidirectional: true; set model.init to "
+                         "last, mean or zero for a unidirectional encoder")
+    key_dim = (2 if cfg.bidirectional else 1) * cfg.hidden_dim
+    if cfg.attention.kind == "dot" and cfg.dec_hidden_dim != key_dim:
+        raise MtkitError(
+            f"{where}`model.attention.kind`: dot scores decoder states against encoder states directly, so "
+            f"model.dec_hidden_dim ({cfg.dec_hidden_dim}) must equal the encoder state size, "
+            f"model.hidden_dim × {'2 (bidirectional)' if cfg.bidirectional else '1'} = {key_dim}; "
+            f"change one of them or use general, scaled_dot or additive attention")
+    if cfg.decoder == "luong" and cfg.attention.kind == "none":
+        raise MtkitError(f"{where}`model.decoder`: luong needs attention, but model.attention.kind is none; "
+                         "for the no-attention baseline (RNNencdec) set model.decoder: bahdanau")
+    if cfg.maxout and cfg.decoder != "bahdanau":
+        raise MtkitError(f"{where}`model.maxout` applies to the bahdanau deep output only; "
+                         "set model.maxout: false or model.decoder: bahdanau")
+    if cfg.tie_embeddings and cfg.out_dim != cfg.emb_dim:
+        raise MtkitError(f"{where}`model.tie_embeddings` needs model.out_dim ({cfg.out_dim}) == "
+                         f"model.emb_dim ({cfg.emb_dim}); make them equal or set tie_embeddings: false")
+
+
+def update(cfg: Config, changes: dict[str, Any], where: str = "") -> Config:
+    """Return `cfg` with dotted keys set (e.g. {"decode.beam": 3}), checked as `load_config` checks a file.
+
+    A value of None leaves the key as it is, so command-line options that were not given change nothing.
+    """
+    raw = config_to_dict(cfg)
+    for key, value in changes.items():
+        if value is not None:
+            _set_path(raw, key, value)
+    updated = _build(Config, raw, prefix="", where=where)
+    _check_combinations(updated, where)
+    return updated
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

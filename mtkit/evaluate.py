@@ -1,8 +1,9 @@
 """Corpus BLEU and chrF, and BLEU by sentence length with bootstrap confidence intervals.
 
-Everything here takes lists of strings and returns plain records; no models are involved.
-Scores come from sacrebleu and carry its signature so a number can be reproduced.
-The only file access is in the writers and `load_json`.
+Everything here takes lists of strings and returns plain records; no models are involved (running
+models over a test set is `mtkit.compare`). Scores come from sacrebleu and carry its signature so a
+number can be reproduced. The only file access is in the writers and `load_json`. Defaults come
+from `EvalConfig`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple, Sequence
@@ -17,13 +19,15 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
+from mtkit.config import EvalConfig
 from mtkit.data.corpus import bucket_index, bucket_labels
 from mtkit.errors import MtkitError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EDGES = (10, 20, 30, 40, 50, 60)
-LENGTH_OF_CHOICES = ("src", "ref")
+DEFAULTS = EvalConfig()
+DEFAULT_EDGES = DEFAULTS.edges
+LENGTH_OF_CHOICES = typing.get_args(typing.get_type_hints(EvalConfig)["length_of"])  # ("src", "ref")
 JSON_FORMAT = "mtkit-evaluation"
 JSON_VERSION = 1
 
@@ -56,10 +60,10 @@ class SystemScore:
     chrf_signature: str
     count: int
     buckets: list[BucketScore]
-    length_of: str = "src"  # which side's word count chose the buckets
-    n_boot: int = 1000
-    seed: int = 12345
-    edges: tuple[int, ...] = DEFAULT_EDGES
+    length_of: str = DEFAULTS.length_of  # which side's word count chose the buckets
+    n_boot: int = DEFAULTS.bootstrap
+    seed: int = DEFAULTS.bootstrap_seed
+    edges: tuple[int, ...] = DEFAULTS.edges
 
 
 class CorpusScores(NamedTuple):
@@ -182,9 +186,9 @@ def _lengths(srcs: Sequence[str], refs: Sequence[str], length_of: str) -> list[i
 
 
 def bleu_by_length(srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str],
-                   edges: Sequence[int] = DEFAULT_EDGES,
-                   length_of: Literal["src", "ref"] = "src",
-                   n_boot: int = 1000, seed: int = 12345) -> list[BucketScore]:
+                   edges: Sequence[int] = DEFAULTS.edges,
+                   length_of: Literal["src", "ref"] = DEFAULTS.length_of,
+                   n_boot: int = DEFAULTS.bootstrap, seed: int = DEFAULTS.bootstrap_seed) -> list[BucketScore]:
     """Return one BucketScore per length bucket (empty ones included), with a seeded 95% bootstrap CI.
 
     Lines are bucketed by the whitespace word count of the source (or the reference with
@@ -197,9 +201,9 @@ def bleu_by_length(srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str]
 
 
 def evaluate_system(name: str, srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str],
-                    edges: Sequence[int] = DEFAULT_EDGES,
-                    length_of: Literal["src", "ref"] = "src",
-                    n_boot: int = 1000, seed: int = 12345,
+                    edges: Sequence[int] = DEFAULTS.edges,
+                    length_of: Literal["src", "ref"] = DEFAULTS.length_of,
+                    n_boot: int = DEFAULTS.bootstrap, seed: int = DEFAULTS.bootstrap_seed,
                     paths: dict[str, str | Path] | None = None) -> SystemScore:
     """Return corpus BLEU/chrF and BLEU by length of one system's hypotheses.
 
@@ -335,138 +339,6 @@ def load_json(path: Path) -> list[SystemScore]:
                 for s in data["systems"]]
     except (KeyError, TypeError) as e:
         raise MtkitError(f"{path} has a malformed system entry ({e}); rewrite it with write_json.") from None
-
-
-def read_text_lines(path: Path, role: str) -> list[str]:
-    """Return the lines of a UTF-8 text file given as --src/--ref/--hyp, or raise naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise MtkitError(f"--{role} {path}: no such file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise MtkitError(f"--{role} {path}: line {line} is not valid UTF-8") from None
-    lines = text.split("\n")
-    if lines[-1] == "":  # the newline that ends the last line starts no new one
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
-
-
-def run_test_outputs(run_dir: Path, checkpoint: str = "best", beam: int | None = None,
-                     length_penalty: float | None = None) -> tuple[list[str], list[str], list[str]]:
-    """Return (sources, hypotheses, references) of a run's test split, translating it when needed.
-
-    Translations are cached in `run_dir/eval/` and redone when the checkpoint is newer.
-    """
-    from mtkit.translate import Translator, resolve_checkpoint  # evaluation of strings needs no model
-
-    info = Path(run_dir) / "data.json"
-    if not info.is_file():
-        raise MtkitError(f"{run_dir}: not a training run (no data.json); pass --run DIR of a run made by `mtkit train`")
-    prepared = Path(json.loads(info.read_text(encoding="utf-8"))["prepared"])
-    src_path, ref_path = prepared / "test.src", prepared / "test.tgt"
-    if not src_path.is_file():
-        raise MtkitError(f"{run_dir}: its prepared data {prepared} has no test split; run `mtkit prepare` on its config")
-    srcs, refs = read_text_lines(src_path, "src"), read_text_lines(ref_path, "ref")
-    if not srcs:
-        raise MtkitError(f"{src_path}: the run's test split is empty; set data.test_size or data.test_src/test_tgt")
-    ckpt = resolve_checkpoint(Path(run_dir), checkpoint)
-    translator = None
-    if beam is None or length_penalty is None:
-        translator = Translator.from_checkpoint(ckpt)
-        beam = translator.cfg.decode.beam if beam is None else beam
-        length_penalty = translator.cfg.decode.length_penalty if length_penalty is None else length_penalty
-    cache = Path(run_dir) / "eval" / f"test.{ckpt.stem}.beam{beam}.lp{length_penalty:g}.hyp"
-    if cache.is_file() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
-        hyps = read_text_lines(cache, "hyp")
-        if len(hyps) == len(srcs):
-            log.info("%s: using cached test translations %s", run_dir, cache)
-            return srcs, hyps, refs
-    translator = translator or Translator.from_checkpoint(ckpt)
-    log.info("%s: translating %d test sentences (beam %d)", run_dir, len(srcs), beam)
-    hyps = [t.text for t in translator.translate(srcs, beam=beam, length_penalty=length_penalty)]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    return srcs, hyps, refs
-
-
-def compare(
-    runs: Sequence[Path] = (),
-    src: Path | None = None,
-    ref: Path | None = None,
-    hyps: Sequence[Path] = (),
-    names: Sequence[str] = (),
-    checkpoint: str = "best",
-    beam: int | None = None,
-    edges: Sequence[int] | None = None,
-    length_of: Literal["src", "ref"] = "src",
-    n_boot: int = 1000,
-    seed: int = 12345,
-) -> list[SystemScore]:
-    """Return the scores of several systems: runs (on their test split) and/or output files.
-
-    With neither runs nor files, the latest run is evaluated. Without `edges`, the first run's
-    `eval.edges` are used (DEFAULT_EDGES for files).
-    """
-    if length_of not in LENGTH_OF_CHOICES:
-        raise MtkitError(f"--length-of {length_of!r}: choose one of {', '.join(LENGTH_OF_CHOICES)}")
-    if hyps and (src is None or ref is None):
-        raise MtkitError("--hyp needs --src and --ref: the source (for its lengths) and the reference translations")
-    if (src is not None or ref is not None) and not hyps:
-        raise MtkitError("--src/--ref given without --hyp: name at least one system output file")
-    if not runs and not hyps:
-        from mtkit.train import read_latest
-
-        runs = [read_latest()]
-        log.info("evaluating the latest run, %s", runs[0])
-    if names and len(names) != len(runs) + len(hyps):
-        raise MtkitError(f"--name given {len(names)} times for {len(runs) + len(hyps)} systems; give one per run/--hyp")
-    if edges is None:
-        edges = _run_edges(Path(runs[0])) if runs else DEFAULT_EDGES
-    labels = list(names) or [Path(r).resolve().name for r in runs] + [Path(h).name for h in hyps]
-    systems = []
-    for label, run in zip(labels, runs):
-        s, h, r = run_test_outputs(Path(run), checkpoint, beam)
-        systems.append(evaluate_system(label, s, h, r, edges, length_of, n_boot, seed))
-    if hyps:
-        s, r = read_text_lines(src, "src"), read_text_lines(ref, "ref")
-        for label, path in zip(labels[len(runs):], hyps):
-            h = read_text_lines(path, "hyp")
-            systems.append(evaluate_system(label, s, h, r, edges, length_of, n_boot, seed,
-                                           paths={"src": src, "hyp": path, "ref": ref}))
-    return systems
-
-
-def _run_edges(run_dir: Path) -> tuple[int, ...]:
-    from mtkit.config import load_config
-
-    config = run_dir / "config.yaml"
-    return load_config(config).eval.edges if config.is_file() else DEFAULT_EDGES
-
-
-def default_out_dir(runs: Sequence[Path]) -> Path:
-    """Return where results go: the first run's eval/ (the latest run's when none), else results/eval."""
-    if runs:
-        return Path(runs[0]) / "eval"
-    from mtkit.train import LATEST, read_latest
-
-    return read_latest() / "eval" if LATEST.is_file() else Path("results") / "eval"
-
-
-def write_results(systems: Sequence[SystemScore], out_dir: Path, plot: bool = True) -> list[Path]:
-    """Write scores.json, scores.csv and (with `plot`) bleu_by_length.png into `out_dir`; return the paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [write_json(systems, out_dir / "scores.json"), write_csv(systems, out_dir / "scores.csv")]
-    if plot:
-        from mtkit.plots import plot_bleu_by_length  # matplotlib only when a figure is wanted
-
-        side = "source" if systems[0].length_of == "src" else "reference"
-        paths.append(plot_bleu_by_length(list(systems), out_dir / "bleu_by_length.png",
-                                         title=f"BLEU by {side} sentence length"))
-    return paths
 
 
 def format_summary(systems: Sequence[SystemScore]) -> str:

@@ -13,9 +13,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from mtkit.config import DecodeConfig
 from mtkit.data.batching import pad_sequences
 from mtkit.data.tokenizer import BOS, EOS
-from mtkit.model import Seq2Seq
+from mtkit.model import Seq2Seq, select
 
 
 class Hypothesis(NamedTuple):
@@ -30,11 +31,6 @@ class Hypothesis(NamedTuple):
 def max_lengths(src_len: Tensor, ratio: float, extra: int) -> Tensor:
     """Return the output length limit of each sentence: ratio × source length + extra."""
     return (src_len.float() * ratio).ceil().long() + extra  # (B,)
-
-
-def _select(record: Any, idx: Tensor) -> Any:
-    """Return a NamedTuple of batch-first tensors with rows `idx` (None fields stay None)."""
-    return type(record)(*(None if t is None else t.index_select(0, idx) for t in record))
 
 
 def _log_probs(model: Seq2Seq, prev: Tensor, state: Any, memory: Any) -> tuple[Tensor, Any, Tensor | None]:
@@ -75,7 +71,7 @@ def greedy(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len: Tensor) -> lis
         if 4 * int(done.sum()) >= done.numel():  # drop the finished rows
             keep = (~done).nonzero().squeeze(1)  # (N',)
             rows, prev, done = rows[keep], prev[keep], done[keep]
-            state, memory = _select(state, keep), _select(memory, keep)
+            state, memory = select(state, keep), select(memory, keep)
     tokens = out[:, : t + 1].tolist()  # (B, T)
     attn = attn[:, : t + 1].cpu() if attn is not None else None  # (B, T, S)
     hyps = []
@@ -103,12 +99,14 @@ def beam_search(
     leaves the batch once it has `beam` finished hypotheses. A beam of 1 reproduces `greedy`.
     Attention weights are kept per step with each row's parent row, and followed back only for the
     hypotheses returned: reordering a whole (B·K, t, S) history at every step costs O(t²).
+    The step loop stays in one piece on purpose: scores, history, state, memory and the active
+    sentences change together at every step, and pieces of it would pass all of them in and out.
     """
     batch, k, device = src.size(0), beam, src.device
     n_best = min(n_best, beam)
     state, memory = model.encode(src, src_len)
     rows = torch.arange(batch, device=device).repeat_interleave(k)  # (B·K,)
-    state = _select(state, rows)  # memory keeps one row per sentence: its K beams read that row
+    state = select(state, rows)  # memory keeps one row per sentence: its K beams read that row
     active = torch.arange(batch, device=device)  # original index of each active sentence (A,)
     scores = torch.full((batch, k), -math.inf, device=device)  # (A, K) summed log probs
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step does not pick duplicates
@@ -135,16 +133,12 @@ def beam_search(
         if weights is not None:
             attn_steps.append(weights.float())  # (A·K, S)
         for a, j in ends.nonzero().tolist():
-            sent, b = int(active[a]), int(origin[a, j])
-            if len(finished[sent]) >= k:
-                continue
-            flat = a * k + b
-            tokens = history[flat].tolist() + ([] if bool(is_eos[a, j]) else [int(token[a, j])])
-            log_prob = float(top_scores[a, j])
-            length = len(tokens) + int(bool(is_eos[a, j]))
-            score = log_prob / (max(length, 1) ** length_penalty)
-            finished[sent].append(Hypothesis(tokens, score, None, log_prob))  # attention: see below
-            ends_at[sent].append((t, flat))
+            sent = int(active[a])
+            if len(finished[sent]) < k:
+                flat = a * k + int(origin[a, j])
+                finished[sent].append(_ended(history[flat].tolist(), int(token[a, j]), float(top_scores[a, j]),
+                                             length_penalty))
+                ends_at[sent].append((t, flat))
         # Continue with the K best candidates that did not end (stable: lower rank first).
         order = (is_eos.long() * 2 * k + rank).argsort(dim=-1)[:, :k]  # (A, K)
         scores = top_scores.gather(1, order)
@@ -161,22 +155,32 @@ def beam_search(
         prev = prev.index_select(0, flat_keep)
         history = torch.cat([history.index_select(0, reorder), prev.unsqueeze(1)], 1)  # (A'·K, t+1)
         parents.append(reorder.tolist())
-        state = _select(state, reorder)
+        state = select(state, reorder)
         if keep.numel() < active.numel():  # only leaving sentences change the memory
-            memory = _select(memory, keep)
+            memory = select(memory, keep)
         scores = scores.index_select(0, keep)
         active = active.index_select(0, keep)
 
-    results = []
-    for sent, hyps in enumerate(finished):
-        best = sorted(range(len(hyps)), key=lambda i: -hyps[i].score)[:n_best]
-        if attn_steps:  # the weights of each emitted token, eos excluded
-            n_src = int(src_len[sent])
-            results.append([hyps[i]._replace(attention=_attention_path(attn_steps, parents, *ends_at[sent][i])
-                                             [: len(hyps[i].tokens), :n_src].cpu()) for i in best])
-        else:
-            results.append([hyps[i] for i in best])
-    return results
+    return [_best(hyps, ends, attn_steps, parents, int(n_src), n_best)
+            for hyps, ends, n_src in zip(finished, ends_at, src_len.tolist())]
+
+
+def _best(hyps: list[Hypothesis], ends_at: list[tuple[int, int]], attn_steps: list[Tensor],
+          parents: list[list[int]], n_src: int, n_best: int) -> list[Hypothesis]:
+    """Return a sentence's `n_best` finished hypotheses, best first, each with its attention (T, S) when kept."""
+    best = sorted(range(len(hyps)), key=lambda i: -hyps[i].score)[:n_best]
+    if not attn_steps:
+        return [hyps[i] for i in best]
+    # the weights of each emitted token, eos excluded
+    return [hyps[i]._replace(attention=_attention_path(attn_steps, parents, *ends_at[i])
+                             [: len(hyps[i].tokens), :n_src].cpu()) for i in best]
+
+
+def _ended(history: list[int], token: int, log_prob: float, length_penalty: float) -> Hypothesis:
+    """Return the hypothesis that ends with `token` after `history` (eos is scored but not kept)."""
+    tokens = history if token == EOS else history + [token]
+    length = len(history) + 1  # eos counts towards the length it is normalised by
+    return Hypothesis(tokens, log_prob / (max(length, 1) ** length_penalty), None, log_prob)  # attention: later
 
 
 def _attention_path(steps: list[Tensor], parents: list[list[int]], t: int, row: int) -> Tensor:
@@ -190,31 +194,29 @@ def _attention_path(steps: list[Tensor], parents: list[list[int]], t: int, row: 
 def decode(
     model: Seq2Seq,
     src_ids: list[list[int]],
-    beam: int = 1,
-    length_penalty: float = 1.0,
+    settings: DecodeConfig = DecodeConfig(),
     n_best: int = 1,
-    max_len_ratio: float = 2.0,
-    max_len_extra: int = 10,
-    batch_size: int = 64,
     device: torch.device | str = "cpu",
 ) -> list[list[Hypothesis]]:
     """Return n-best lists for many id sequences, decoded in batches of similar length, in input order.
 
-    Sorting by length keeps padding (and wasted steps) small; the original order is restored.
-    An empty sequence gets an empty hypothesis without running the model.
+    `settings` gives the beam, length penalty, output length limits and batch size (a run's
+    `cfg.decode`; greedy is `replace(cfg.decode, beam=1)`). Sorting by length keeps padding (and
+    wasted steps) small; the original order is restored. An empty sequence gets an empty
+    hypothesis without running the model.
     """
     model.eval()
     results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, None, 0.0)] for _ in src_ids]
     order = sorted((i for i, s in enumerate(src_ids) if s), key=lambda i: len(src_ids[i]))
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
+    for start in range(0, len(order), settings.batch_size):
+        index = order[start : start + settings.batch_size]
         src, src_len = pad_sequences([src_ids[i] for i in index])
         src, src_len = src.to(device), src_len.to(device)
-        limits = max_lengths(src_len, max_len_ratio, max_len_extra)
-        if beam == 1 and n_best == 1:
+        limits = max_lengths(src_len, settings.max_len_ratio, settings.max_len_extra)
+        if settings.beam == 1 and n_best == 1:
             hyps = [[h] for h in greedy(model, src, src_len, limits)]
         else:
-            hyps = beam_search(model, src, src_len, limits, beam, length_penalty, n_best)
+            hyps = beam_search(model, src, src_len, limits, settings.beam, settings.length_penalty, n_best)
         for i, h in zip(index, hyps):
             results[i] = h
     return results

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from mtkit.data.corpus import bucket_index, bucket_labels
 from mtkit.errors import MtkitError
-from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, evaluate_system, run_test_outputs
+from mtkit.compare import run_test_outputs
+from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, evaluate_system
 from mtkit.plots import plot_bleu_by_length
 
 BANDS = ((0.0, 0.3, "overlap < 0.3"), (0.3, 0.5, "0.3 ≤ overlap < 0.5"), (0.5, 1.01, "overlap ≥ 0.5"))

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from mtkit.data.corpus import bucket_index
 from mtkit.errors import MtkitError
-from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, corpus_scores, run_test_outputs
+from mtkit.compare import run_test_outputs
+from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, corpus_scores
 
 
 def shuffled_within_buckets(srcs: list[str], seed: int = 0) -> list[int]:

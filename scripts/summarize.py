@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from mtkit.checkpoint import load_checkpoint
-from mtkit.evaluate import bleu_by_length, load_json, run_test_outputs
+from mtkit.compare import run_test_outputs
+from mtkit.evaluate import bleu_by_length, load_json
 from mtkit.model import describe
 
 

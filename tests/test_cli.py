@@ -254,7 +254,7 @@ def test_translate_output_that_cannot_be_written(project, monkeypatch):
     assert_user_error(mtkit("translate", "-o", "blocker/out.txt", input="kafegi\n"),
                       "--output blocker/out.txt: cannot write the file")
     assert_user_error(mtkit("translate", "-i", "missing.txt"), "--input missing.txt: no such file")
-    assert_user_error(mtkit("translate", "--batch-size", "-1", input="kafegi\n"), "--batch-size must be ≥ 1")
+    assert_user_error(mtkit("translate", "--batch-size", "-1", input="kafegi\n"), "`decode.batch_size`: got -1; must be at least 1")
 
 
 def test_eval_mismatched_line_counts_names_files_and_counts(tmp_path):

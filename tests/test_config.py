@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from mtkit.config import Config, config_from_dict, config_to_dict, load_config, save_config
@@ -11,8 +13,8 @@ def write(tmp_path, text):
 
 
 def test_defaults_and_yaml_overrides(tmp_path):
-    cfg = load_config(write(tmp_path, "model:\n  hidden_dim: 64\n  attention:\n    kind: dot\n"))
-    assert cfg.model.hidden_dim == 64 and cfg.model.attention.kind == "dot"
+    cfg = load_config(write(tmp_path, "model:\n  hidden_dim: 64\n  attention:\n    kind: general\n"))
+    assert cfg.model.hidden_dim == 64 and cfg.model.attention.kind == "general"
     assert cfg.model.emb_dim == Config().model.emb_dim  # untouched keys keep their dataclass default
 
 
@@ -61,3 +63,19 @@ def test_config_is_immutable():
 def test_set_value_that_is_not_yaml_is_a_clear_error():
     with pytest.raises(MtkitError, match=r"--set 'data.src_file=\[': the value is not valid YAML"):
         load_config(None, ["data.src_file=["])
+
+
+def test_a_bad_model_combination_is_rejected_when_the_config_is_read(tmp_path):
+    with pytest.raises(MtkitError, match=r"c.yaml: `model.attention.kind`: dot .* model.dec_hidden_dim \(512\)"):
+        load_config(write(tmp_path, "model:\n  hidden_dim: 64\n  attention:\n    kind: dot\n"))
+
+
+def test_update_checks_each_key_once_as_a_file_would(tmp_path):
+    from mtkit.config import update
+
+    cfg = Config()
+    assert update(cfg, {"decode.beam": 3, "decode.batch_size": None}).decode == replace(cfg.decode, beam=3)
+    with pytest.raises(MtkitError, match="`decode.beam`: got 0; must be at least 1"):
+        update(cfg, {"decode.beam": 0})
+    with pytest.raises(MtkitError, match="`eval.length_of`: got 'tgt'; expected one of 'src', 'ref'"):
+        update(cfg, {"eval.length_of": "tgt"})

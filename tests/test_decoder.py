@@ -55,7 +55,7 @@ def test_shapes(wiring, kind, options, cell, bidirectional):
     assert (state.cell is None) == (cell != "lstm")
     assert (state.input_feed is None) == (not options.get("input_feeding", False))
     assert memory.states.shape == (3, 5, K) and memory.mask.shape == (3, 5)
-    assert (memory.keys is None) == (kind == "none") and (memory.context is None) == (kind != "none")
+    assert (memory.projected is None) == (kind == "none") and (memory.context is None) == (kind != "none")
 
     logits, attention = dec(tgt_in, state, memory)
     assert logits.shape == (3, 6, V_TGT)
@@ -148,7 +148,7 @@ def test_select_reorders_and_expands_beams(wiring, kind, options):
     if kind != "none":
         assert torch.allclose(picked.attention, full.attention[idx], atol=1e-6)
     else:
-        assert select(memory, idx).keys is None and select(state, idx).input_feed is None
+        assert select(memory, idx).projected is None and select(state, idx).input_feed is None
 
 
 def test_tied_embeddings_share_one_matrix():

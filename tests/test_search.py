@@ -1,6 +1,7 @@
 import torch
 
 from conftest import reversal_data
+from mtkit.config import DecodeConfig
 from mtkit.data.batching import pad_sequences
 from mtkit.search import beam_search, decode, greedy, max_lengths
 
@@ -12,7 +13,7 @@ def batch_of(seqs):
 
 def test_trained_model_reverses_held_out_inputs(reversal_model):
     src, _ = reversal_data(100, seed=99)
-    hyps = decode(reversal_model, src, beam=1)
+    hyps = decode(reversal_model, src, DecodeConfig(beam=1))
     correct = sum(h[0].tokens == s[::-1] for h, s in zip(hyps, src))
     assert correct >= 90, f"only {correct}/100 held-out sequences reversed"
 
@@ -39,7 +40,7 @@ def test_beam_finds_at_least_greedys_model_score_and_nbest_is_sorted(reversal_mo
 
 def test_attention_rows_cover_output_and_sum_to_one(reversal_model):
     seqs = reversal_data(10, seed=3)[0]
-    for nbest, s in zip(decode(reversal_model, seqs, beam=3), seqs):
+    for nbest, s in zip(decode(reversal_model, seqs, DecodeConfig(beam=3)), seqs):
         hyp = nbest[0]
         assert hyp.attention.shape == (len(hyp.tokens), len(s))
         assert torch.allclose(hyp.attention.sum(-1), torch.ones(len(hyp.tokens)), atol=1e-5)
@@ -47,7 +48,7 @@ def test_attention_rows_cover_output_and_sum_to_one(reversal_model):
 
 def test_decode_keeps_input_order_and_handles_empty_input(reversal_model):
     seqs = [[5, 6, 7], [], [8, 9, 10, 11, 12, 13], [4, 5]]
-    out = decode(reversal_model, seqs, beam=2, batch_size=2)
+    out = decode(reversal_model, seqs, DecodeConfig(beam=2, batch_size=2))
     assert len(out) == 4 and out[1][0].tokens == []
     assert out[0][0].tokens == [7, 6, 5] and out[3][0].tokens == [5, 4]
 

@@ -136,10 +136,10 @@ def test_every_cell_and_shape_memorises_twenty_pairs(kind, decoder, cell, extra)
     ({"attention": AttentionConfig(kind="none"), "decoder": "luong"}, ["model.decoder", "model.attention.kind"]),
     ({"tie_embeddings": True, "out_dim": 8}, ["model.out_dim", "model.emb_dim"]),
     ({"maxout": True, "decoder": "luong"}, ["model.maxout"]),
-    ({"cell": "transformer"}, ["model.cell", "rnn, gru, lstm"]),
+    ({"cell": "transformer"}, ["model.cell", "'rnn', 'gru', 'lstm'"]),
     ({"attention": AttentionConfig(kind="multihead")}, ["model.attention.kind", "scaled_dot"]),
-    ({"decoder": "pointer"}, ["model.decoder", "bahdanau, luong"]),
-    ({"init": "random"}, ["model.init", "backward_first, mean, last, zero"]),
+    ({"decoder": "pointer"}, ["model.decoder", "'bahdanau', 'luong'"]),
+    ({"init": "random"}, ["model.init", "'backward_first', 'mean', 'last', 'zero'"]),
     ({"dropout": 1.0}, ["model.dropout"]),
     ({"hidden_dim": 0}, ["model.hidden_dim"]),
 ])

@@ -58,7 +58,7 @@ def test_parallel_text_empty_corpus(tmp_path):
 
 def test_parallel_text_missing_file_names_it(tmp_path):
     tgt = write(tmp_path / "a.en", b"one\n")
-    with pytest.raises(MtkitError, match=re.escape(str(tmp_path / "nope.es")) + ": file not found"):
+    with pytest.raises(MtkitError, match=re.escape(str(tmp_path / "nope.es")) + ": no such file"):
         read_parallel_text(tmp_path / "nope.es", tgt)
 
 

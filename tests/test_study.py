@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import reversal_data, train_reversal
+from mtkit.config import DecodeConfig
 from mtkit.search import decode
 
 
@@ -12,7 +13,7 @@ def token_accuracy(net, min_len: int, max_len: int) -> float:
     """Return the share of reference positions the greedy output gets right, on held-out inputs."""
     src, tgt = reversal_data(200, min_len=min_len, max_len=max_len, seed=123)
     hits = total = 0
-    for nbest, ref in zip(decode(net, src, beam=1), tgt):
+    for nbest, ref in zip(decode(net, src, DecodeConfig(beam=1)), tgt):
         hits += sum(a == b for a, b in zip(nbest[0].tokens, ref))
         total += len(ref)
     return hits / total

@@ -17,7 +17,8 @@ from mtkit.checkpoint import load_checkpoint
 from mtkit.config import load_config
 from mtkit.data.synthetic import make_pairs, write_pairs
 from mtkit.errors import MtkitError
-from mtkit.train import LATEST, train
+from mtkit.runs import LATEST
+from mtkit.train import train
 
 TINY = [
     "tokenizer.vocab_size=40", "model.emb_dim=16", "model.hidden_dim=24", "model.dec_hidden_dim=32",

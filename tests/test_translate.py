@@ -12,7 +12,9 @@ import pytest
 
 from mtkit.alignment import record_from_json
 from mtkit.errors import MtkitError
-from mtkit.translate import Translator, read_lines, resolve_checkpoint, translate_lines, write_attention
+from mtkit.data.textio import read_lines
+from mtkit.runs import resolve_checkpoint
+from mtkit.translate import Translator, translate_file, translate_lines
 
 @pytest.fixture(scope="module")
 def root(tiny_runs):
@@ -38,7 +40,7 @@ def test_every_input_line_gives_one_output(translator, sentences, caplog):
            + b"\xc3\n"  # a cut multi-byte character
            + first.encode())  # no final newline
     with caplog.at_level(logging.WARNING, logger="mtkit"):
-        lines = read_lines(io.BytesIO(raw), "in.txt")
+        lines = read_lines(io.BytesIO(raw), "in.txt", errors="replace")
     assert lines == [first, "", "  \t ", second + " \ufffd\ufffd", "\ufffd", first]
     assert "in.txt: invalid UTF-8 replaced with U+FFFD on 2 line(s): 4, 5" in caplog.text
     results = list(translate_lines(translator, lines))
@@ -97,7 +99,7 @@ def test_batches_and_beam_settings_keep_the_order(translator, sentences):
     one_by_one = [translator.translate([s], beam=1)[0].text for s in lines]
     assert [t.text for t in translator.translate(lines, beam=1, batch_size=3)] == one_by_one
     for bad in (0, -1):  # -1 used to skip every batch and give empty translations
-        with pytest.raises(MtkitError, match=f"--batch-size must be ≥ 1 \\(got {bad}\\)"):
+        with pytest.raises(MtkitError, match=f"`decode.batch_size`: got {bad}; must be at least 1"):
             translator.translate(lines, batch_size=bad)
 
 
@@ -113,10 +115,10 @@ def test_n_best_is_sorted_and_the_best_is_the_text(translator, sentences):
 def test_attention_json_has_one_row_per_target_piece(translator, sentences, tmp_path):
     lines = [sentences[0], "", sentences[1]]
     results = list(translate_lines(translator, lines, beam=3))
-    path = tmp_path / "att.jsonl"
-    with open(path, "w", encoding="utf-8") as handle:
-        for number, result in enumerate(results, start=1):
-            write_attention(handle, number, translator, result)
+    source, output, path = tmp_path / "in.txt", tmp_path / "out" / "out.txt", tmp_path / "att.jsonl"
+    source.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    assert translate_file(translator, source, output, path, beam=3) == 3
+    assert output.read_text(encoding="utf-8").splitlines() == [r.text for r in results]
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert [r["line"] for r in records] == [1, 2, 3]
     for rec, line, result in zip(records, lines, results):

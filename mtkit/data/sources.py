@@ -17,47 +17,21 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
+from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
 
 log = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
 
-_BOM = b"\xef\xbb\xbf"
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Plain text and TSV
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Return the lines of a UTF-8 file without line terminators (LF or CRLF; a leading BOM is dropped)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MtkitError(f"{path}: file not found; check the path in the config or on the command line") from None
-    except OSError as err:
-        raise MtkitError(f"{path}: cannot read the file ({err.strerror})") from None
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise MtkitError(f"{path}, line {line}: not valid UTF-8 (byte {data[err.start]:#04x}); "
-                         "convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
-    # Split on "\n" only: str.splitlines would also split on U+2028, form feeds etc. and break the alignment.
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line does not start another one
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
 def read_parallel_text(src_path: Path, tgt_path: Path) -> list[Pair]:
     """Return (src, tgt) pairs from two line-aligned UTF-8 text files, one sentence per line."""
-    src_lines = _read_lines(src_path)
-    tgt_lines = _read_lines(tgt_path)
+    src_lines = read_lines(src_path)
+    tgt_lines = read_lines(tgt_path)
     if len(src_lines) != len(tgt_lines):
         raise MtkitError(f"{src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}; "
                          "the two files must be aligned line by line")
@@ -69,7 +43,7 @@ def read_parallel_text(src_path: Path, tgt_path: Path) -> list[Pair]:
 
 def read_tsv(path: Path, src_column: int | str = 0, tgt_column: int | str = 1, header: bool = False) -> list[Pair]:
     """Return (src, tgt) pairs from two columns of a tab-separated UTF-8 file (no quoting; columns by index or name)."""
-    lines = _read_lines(path)
+    lines = read_lines(path)
     first = 1 if header else 0
     names = lines[0].split("\t") if header and lines else []
     src_index = _column_index(path, src_column, names, header)

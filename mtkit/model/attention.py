@@ -2,14 +2,15 @@
 
 Every variant shares one call:
 
-    context, weights = attention(query, keys, mask, projected=None)
+    context, weights = attention(query, states, mask, projected=None)
 
-with query (B, Q) for one decoder step, or (B, T, Q) for many steps at once; keys (B, S, K) the
-encoder states, which are also the values that get averaged; mask (B, S) True on real tokens.
+with query (B, Q) for one decoder step, or (B, T, Q) for many steps at once; states (B, S, K) the
+encoder states h, which the keys are made from and which are also the values that get averaged;
+mask (B, S) True on real tokens.
 A one-step query may have g·B rows: rows g·b … g·b + g − 1 all read sentence b (the beams of a
 beam search), so the source is not copied once per beam.
-The part of the score that depends on the keys alone (W1 h, W_K h, ...) is `precompute(keys)`,
-done once per source sentence and passed back in as `projected` at every step.
+The part of the score that depends on the states alone — the projected keys (W1 h, W_K h, ...) — is
+`precompute(states)`, done once per source sentence and passed back in as `projected` at every step.
 
 Padding is filled with -inf before the softmax, so it gets exactly zero weight and the weights of
 each row sum to one. Every row needs at least one real token.
@@ -30,32 +31,35 @@ class Attention(nn.Module):
     Subclasses define `score`, and `precompute` when part of the score depends on the keys alone.
     """
 
-    def precompute(self, keys: Tensor) -> Tensor:
-        """Return the query-independent projection of keys (B, S, K): (B, S, *); identity here."""
-        return keys
+    def precompute(self, states: Tensor) -> Tensor:
+        """Return the projected keys, the query-independent part of the score, of states (B, S, K): (B, S, *).
+
+        Identity here: dot attention scores the states themselves.
+        """
+        return states
 
     def score(self, query: Tensor, projected: Tensor) -> Tensor:
-        """Return unnormalised scores (B, T, S) for queries (B, T, Q) and precompute(keys)."""
+        """Return unnormalised scores (B, T, S) for queries (B, T, Q) and the projected keys precompute(states)."""
         raise NotImplementedError
 
-    def forward(self, query: Tensor, keys: Tensor, mask: Tensor,
+    def forward(self, query: Tensor, states: Tensor, mask: Tensor,
                 projected: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Return (context, weights): (N, K), (N, S) for query (N, Q); (B, T, K), (B, T, S) for (B, T, Q).
 
-        keys (B, S, K) are the encoder states; mask (B, S) is True on real tokens; projected is
-        `precompute(keys)` when the caller already has it. A one-step query has N = g·B rows, g
+        states (B, S, K) are the encoder states; mask (B, S) is True on real tokens; projected is
+        `precompute(states)` when the caller already has it. A one-step query has N = g·B rows, g
         consecutive rows per sentence (g = 1 but in beam search).
         """
         if projected is None:
-            projected = self.precompute(keys)
+            projected = self.precompute(states)
         one_step = query.dim() == 2
         if one_step:
             # the g queries of a sentence score its keys as if they were g target positions
-            query = query.view(keys.size(0), -1, query.size(-1))  # (B, g, Q)
+            query = query.view(states.size(0), -1, query.size(-1))  # (B, g, Q)
         scores = self.score(query, projected)  # (B, T, S)
         # -inf before the softmax gives padding exactly zero weight
         weights = scores.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(-1)  # (B, T, S)
-        context = torch.bmm(weights, keys)  # (B, T, K)
+        context = torch.bmm(weights, states)  # (B, T, K)
         if one_step:
             return context.flatten(0, 1), weights.flatten(0, 1)  # (N, K), (N, S)
         return context, weights
@@ -117,9 +121,9 @@ class AdditiveAttention(Attention):
         self.key_proj = nn.Linear(key_dim, dim, bias=False)  # U_a
         self.v = nn.Linear(dim, 1, bias=False)  # v_a
 
-    def precompute(self, keys: Tensor) -> Tensor:
+    def precompute(self, states: Tensor) -> Tensor:
         """Return U_a h_j: (B, S, A)."""
-        return self.key_proj(keys)  # (B, S, A)
+        return self.key_proj(states)  # (B, S, A)
 
     def score(self, query: Tensor, projected: Tensor) -> Tensor:
         """Return v_aᵀ tanh(W_a s + U_a h): (B, T, S)."""
@@ -152,9 +156,9 @@ class GeneralAttention(Attention):
         super().__init__()
         self.key_proj = nn.Linear(key_dim, query_dim, bias=False)  # W_a
 
-    def precompute(self, keys: Tensor) -> Tensor:
+    def precompute(self, states: Tensor) -> Tensor:
         """Return W_a h̄_s: (B, S, Q)."""
-        return self.key_proj(keys)  # (B, S, Q)
+        return self.key_proj(states)  # (B, S, Q)
 
     def score(self, query: Tensor, projected: Tensor) -> Tensor:
         """Return h_tᵀ (W_a h̄_s): (B, T, S)."""
@@ -173,9 +177,9 @@ class ScaledDotAttention(Attention):
         self.key_proj = nn.Linear(key_dim, dim, bias=False)  # W_K
         self.scale = 1.0 / math.sqrt(dim)  # keeps the dot products' variance near one
 
-    def precompute(self, keys: Tensor) -> Tensor:
+    def precompute(self, states: Tensor) -> Tensor:
         """Return k = W_K h: (B, S, d)."""
-        return self.key_proj(keys)  # (B, S, d)
+        return self.key_proj(states)  # (B, S, d)
 
     def score(self, query: Tensor, projected: Tensor) -> Tensor:
         """Return kᵀq / √d: (B, T, S)."""

@@ -14,7 +14,7 @@ Per-batch state lives in two NamedTuples whose tensors all have the batch as dim
 search reorders or expands them with `select(x, idx)`:
 
 * `DecoderState` changes at every step;
-* `Memory` is built once per batch from the encoder output (precomputed attention keys included).
+* `Memory` is built once per batch from the encoder output (the projected attention keys included).
   It may hold one row per sentence for g consecutive rows of the state (the beams of a beam
   search): state row n reads memory row n // g.
 
@@ -55,7 +55,7 @@ class Memory(NamedTuple):
     """
 
     states: Tensor  # (B, S, K) encoder states: the values attention averages
-    keys: Tensor | None  # (B, S, *) attention.precompute(states); None without attention
+    projected: Tensor | None  # (B, S, *) projected keys, attention.precompute(states); None without attention
     mask: Tensor  # (B, S) bool, True on real tokens
     context: Tensor | None  # (B, K) RNNencdec's fixed c; None with attention
 
@@ -135,10 +135,10 @@ class Decoder(nn.Module):
         state = DecoderState(hidden, cell, self._initial_input_feed(enc))
         if self.attention is None:
             # RNNencdec: one fixed c; the encoder states are never read again
-            keys, context = None, enc.mean if self.init == "mean" else enc.final  # (B, K)
+            projected, context = None, enc.mean if self.init == "mean" else enc.final  # (B, K)
         else:
-            keys, context = self.attention.precompute(enc.states), None  # (B, S, *)
-        return state, Memory(enc.states, keys, enc.mask, context)
+            projected, context = self.attention.precompute(enc.states), None  # (B, S, *)
+        return state, Memory(enc.states, projected, enc.mask, context)
 
     def _summary(self, enc: EncoderOutput) -> Tensor:
         """Return the encoder vector the initial state is made from: (B, K) or (B, K/2)."""
@@ -168,7 +168,7 @@ class Decoder(nn.Module):
             if query.dim() == 2 and query.size(0) != context.size(0):  # g rows per sentence
                 context = context.repeat_interleave(query.size(0) // context.size(0), 0)  # (g·B, K)
             return context, None
-        return self.attention(query, memory.states, memory.mask, memory.keys)
+        return self.attention(query, memory.states, memory.mask, memory.projected)
 
     def _run_rnn(self, inputs: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
         """Run the RNN over inputs (B, T, I) from state; return outputs (B, T, H), hidden and cell (B, L, H)."""

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import Tensor, nn
 
-from mtkit.errors import MtkitError
-from mtkit.model.attention import KINDS, attention_kind, make_attention
-from mtkit.model.decoder import (DECODERS, INITS, BahdanauDecoder, Decoder, DecoderState,
-                                 LuongDecoder, Memory)
-from mtkit.model.encoder import RNNS, Encoder
-
-if TYPE_CHECKING:
-    from mtkit.config import ModelConfig
+from mtkit.config import ModelConfig, check_model
+from mtkit.model.attention import attention_kind, make_attention
+from mtkit.model.decoder import BahdanauDecoder, Decoder, DecoderState, LuongDecoder, Memory
+from mtkit.model.encoder import Encoder
 
 
 class Seq2Seq(nn.Module):
@@ -39,49 +33,9 @@ class Seq2Seq(nn.Module):
         return self.decoder(tgt_in, state, memory)
 
 
-def _check_config(cfg: ModelConfig) -> None:
-    """Raise MtkitError naming the config keys of the first bad value or combination."""
-
-    def choice(key: str, value: object, choices: tuple[str, ...]) -> None:
-        if value not in choices:
-            raise MtkitError(f"model.{key} is {value!r}; choose one of: {', '.join(choices)}")
-
-    choice("cell", cfg.cell, tuple(RNNS))
-    choice("attention.kind", cfg.attention.kind, KINDS)
-    choice("decoder", cfg.decoder, tuple(DECODERS))
-    choice("init", cfg.init, INITS)
-    for key in ("emb_dim", "hidden_dim", "dec_hidden_dim", "enc_layers", "dec_layers", "out_dim"):
-        if getattr(cfg, key) < 1:
-            raise MtkitError(f"model.{key} must be a positive integer, got {getattr(cfg, key)}")
-    if cfg.attention.dim < 1:
-        raise MtkitError(f"model.attention.dim must be a positive integer, got {cfg.attention.dim}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise MtkitError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
-    if cfg.init == "backward_first" and not cfg.bidirectional:
-        raise MtkitError("model.init: backward_first starts the decoder from the backward encoder's "
-                         "first state, which needs model.bidirectional: true; set model.init to "
-                         "last, mean or zero for a unidirectional encoder")
-    key_dim = (2 if cfg.bidirectional else 1) * cfg.hidden_dim
-    if cfg.attention.kind == "dot" and cfg.dec_hidden_dim != key_dim:
-        raise MtkitError(
-            f"model.attention.kind: dot scores decoder states against encoder states directly, so "
-            f"model.dec_hidden_dim ({cfg.dec_hidden_dim}) must equal the encoder state size, "
-            f"model.hidden_dim × {'2 (bidirectional)' if cfg.bidirectional else '1'} = {key_dim}; "
-            f"change one of them or use general, scaled_dot or additive attention")
-    if cfg.decoder == "luong" and cfg.attention.kind == "none":
-        raise MtkitError("model.decoder: luong needs attention, but model.attention.kind is none; "
-                         "for the no-attention baseline (RNNencdec) set model.decoder: bahdanau")
-    if cfg.maxout and cfg.decoder != "bahdanau":
-        raise MtkitError("model.maxout applies to the bahdanau deep output only; "
-                         "set model.maxout: false or model.decoder: bahdanau")
-    if cfg.tie_embeddings and cfg.out_dim != cfg.emb_dim:
-        raise MtkitError(f"model.tie_embeddings needs model.out_dim ({cfg.out_dim}) == "
-                         f"model.emb_dim ({cfg.emb_dim}); make them equal or set tie_embeddings: false")
-
-
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 0) -> Seq2Seq:
     """Return a freshly initialised Seq2Seq built from cfg (the `model` section) and vocabulary sizes."""
-    _check_config(cfg)
+    check_model(cfg)  # a ModelConfig built in Python skipped load_config's checks
     encoder = Encoder(src_vocab, cfg.emb_dim, cfg.hidden_dim, cfg.enc_layers, cfg.bidirectional,
                       cfg.cell, cfg.dropout, pad_id)
     attention = make_attention(cfg.attention.kind, query_dim=cfg.dec_hidden_dim,

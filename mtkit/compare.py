@@ -1,0 +1,130 @@
+"""Runs in, results out: translate each run's test split (cached), score it with `evaluate`, write and plot.
+
+This is what `mtkit eval` runs. It sits above `translate` (to run models), `evaluate` (to turn
+strings into scores) and `plots` (to draw them), so those stay independent of each other.
+Settings not given come from the first run's `eval` config (`EvalConfig` for output files).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from mtkit.config import Config, EvalConfig, load_config, update
+from mtkit.data.textio import read_lines
+from mtkit.errors import MtkitError
+from mtkit.evaluate import SystemScore, evaluate_system, write_csv, write_json
+from mtkit.runs import LATEST, prepared_dir, read_latest, resolve_checkpoint
+from mtkit.translate import Translator
+
+log = logging.getLogger(__name__)
+
+
+def run_test_outputs(run_dir: Path, checkpoint: str = "best", beam: int | None = None,
+                     length_penalty: float | None = None) -> tuple[list[str], list[str], list[str]]:
+    """Return (sources, hypotheses, references) of a run's test split, translating it when needed.
+
+    Beam and length penalty left None come from the run's `decode` config. Translations are
+    cached in `run_dir/eval/` and redone when the checkpoint is newer.
+    """
+    prepared = prepared_dir(run_dir)
+    src_path, ref_path = prepared / "test.src", prepared / "test.tgt"
+    if not src_path.is_file():
+        raise MtkitError(f"{run_dir}: its prepared data {prepared} has no test split; run `mtkit prepare` on its config")
+    srcs, refs = read_lines(src_path), read_lines(ref_path)
+    if not srcs:
+        raise MtkitError(f"{src_path}: the run's test split is empty; set data.test_size or data.test_src/test_tgt")
+    ckpt = resolve_checkpoint(Path(run_dir), checkpoint)
+    translator = None
+    if beam is None or length_penalty is None:
+        translator = Translator.from_checkpoint(ckpt)
+        settings = translator.settings(beam=beam, length_penalty=length_penalty)
+        beam, length_penalty = settings.beam, settings.length_penalty
+    cache = Path(run_dir) / "eval" / f"test.{ckpt.stem}.beam{beam}.lp{length_penalty:g}.hyp"
+    if cache.is_file() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
+        hyps = read_lines(cache)
+        if len(hyps) == len(srcs):
+            log.info("%s: using cached test translations %s", run_dir, cache)
+            return srcs, hyps, refs
+    translator = translator or Translator.from_checkpoint(ckpt)
+    log.info("%s: translating %d test sentences (beam %d)", run_dir, len(srcs), beam)
+    hyps = [t.text for t in translator.translate(srcs, beam=beam, length_penalty=length_penalty)]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    return srcs, hyps, refs
+
+
+def eval_settings(runs: Sequence[Path] = (), edges: Sequence[int] | None = None, length_of: str | None = None,
+                  bootstrap: int | None = None, seed: int | None = None) -> EvalConfig:
+    """Return the first run's `eval` settings (the defaults without runs) with the given ones changed, checked by key."""
+    config = Path(runs[0]) / "config.yaml" if runs else None
+    base = load_config(config) if config is not None and config.is_file() else Config()
+    changes = {"eval.edges": list(edges) if edges is not None else None, "eval.length_of": length_of,
+               "eval.bootstrap": bootstrap, "eval.bootstrap_seed": seed}
+    return update(base, changes).eval
+
+
+def compare(
+    runs: Sequence[Path] = (),
+    src: Path | None = None,
+    ref: Path | None = None,
+    hyps: Sequence[Path] = (),
+    names: Sequence[str] = (),
+    checkpoint: str = "best",
+    beam: int | None = None,
+    edges: Sequence[int] | None = None,
+    length_of: str | None = None,
+    bootstrap: int | None = None,
+    seed: int | None = None,
+) -> list[SystemScore]:
+    """Return the scores of several systems: runs (on their test split) and/or output files.
+
+    With neither runs nor files, the latest run is evaluated. Edges, length_of, bootstrap and seed
+    left None come from the first run's `eval` config (see `eval_settings`).
+    """
+    if hyps and (src is None or ref is None):
+        raise MtkitError("--hyp needs --src and --ref: the source (for its lengths) and the reference translations")
+    if (src is not None or ref is not None) and not hyps:
+        raise MtkitError("--src/--ref given without --hyp: name at least one system output file")
+    if not runs and not hyps:
+        runs = [read_latest()]
+        log.info("evaluating the latest run, %s", runs[0])
+    if names and len(names) != len(runs) + len(hyps):
+        raise MtkitError(f"--name given {len(names)} times for {len(runs) + len(hyps)} systems; give one per run/--hyp")
+    s = eval_settings(runs, edges, length_of, bootstrap, seed)
+    labels = list(names) or [Path(r).resolve().name for r in runs] + [Path(h).name for h in hyps]
+    systems = []
+    for label, run in zip(labels, runs):
+        srcs, outputs, refs = run_test_outputs(Path(run), checkpoint, beam)
+        systems.append(evaluate_system(label, srcs, outputs, refs, s.edges, s.length_of, s.bootstrap, s.bootstrap_seed))
+    if hyps:
+        srcs, refs = read_lines(src, name=f"--src {src}"), read_lines(ref, name=f"--ref {ref}")
+        for label, path in zip(labels[len(runs):], hyps):
+            outputs = read_lines(path, name=f"--hyp {path}")
+            systems.append(evaluate_system(label, srcs, outputs, refs, s.edges, s.length_of, s.bootstrap,
+                                           s.bootstrap_seed, paths={"src": src, "hyp": path, "ref": ref}))
+    return systems
+
+
+def default_out_dir(runs: Sequence[Path], hyps: Sequence[Path] = ()) -> Path:
+    """Return where results go: the first run's eval/ (the latest run's when none), else results/eval."""
+    if runs:
+        return Path(runs[0]) / "eval"
+    if not hyps and LATEST.is_file():
+        return read_latest() / "eval"
+    return Path("results") / "eval"
+
+
+def write_results(systems: Sequence[SystemScore], out_dir: Path, plot: bool = True) -> list[Path]:
+    """Write scores.json, scores.csv and (with `plot`) bleu_by_length.png into `out_dir`; return the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [write_json(systems, out_dir / "scores.json"), write_csv(systems, out_dir / "scores.csv")]
+    if plot:
+        from mtkit.plots import plot_bleu_by_length  # matplotlib only when a figure is wanted
+
+        side = "source" if systems[0].length_of == "src" else "reference"
+        paths.append(plot_bleu_by_length(list(systems), out_dir / "bleu_by_length.png",
+                                         title=f"BLEU by {side} sentence length"))
+    return paths
