@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,14 @@ def record_from_model(sentence: str, run: Path | None = None, checkpoint: str = 
         raise MtkitError(f"the model produced an empty translation for {sentence!r}: nothing to plot")
     return AttentionRecord(result.src_pieces, translator.tokenizer.tgt_pieces(hyp.tokens),
                            hyp.attention.numpy(), result.text)
+
+
+def sentence_from_file(path: Path, line: int = 1) -> str:
+    """Return line `line` (1-based) of a text file, the sentence `mtkit attention --input F --line N` draws."""
+    lines = read_lines(path, name=f"--input {path}")
+    if line > len(lines):
+        raise MtkitError(f"--input {path} has {len(lines)} lines; --line {line} is past the end")
+    return lines[line - 1]
 
 
 def record_from_json(path: Path, line: int = 1) -> AttentionRecord:

@@ -153,12 +153,7 @@ def attention(
         record = alignment.record_from_json(from_json, line)
     else:
         if input is not None:
-            from mtkit.data.textio import read_lines
-
-            lines = read_lines(input, name=f"--input {input}")
-            if line > len(lines):
-                raise MtkitError(f"--input {input} has {len(lines)} lines; --line {line} is past the end")
-            sentence = lines[line - 1]
+            sentence = alignment.sentence_from_file(input, line)
         if sentence is None:
             raise MtkitError("give a SENTENCE, --input FILE --line N, or --from-json FILE --line N")
         record = alignment.record_from_model(sentence, run, checkpoint)
