@@ -89,8 +89,8 @@ def beam_search(
     src: Tensor,
     src_len: Tensor,
     max_len: Tensor,
-    beam: int = 5,
-    length_penalty: float = 1.0,
+    beam: int,
+    length_penalty: float,
     n_best: int = 1,
 ) -> list[list[Hypothesis]]:
     """Return the `n_best` hypotheses of each sentence, best first, from a batched beam search.

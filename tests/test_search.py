@@ -21,7 +21,7 @@ def test_trained_model_reverses_held_out_inputs(reversal_model):
 def test_beam_of_one_is_greedy(reversal_model):
     src, src_len, limits = batch_of(reversal_data(30, seed=5)[0])
     greedy_hyps = greedy(reversal_model, src, src_len, limits)
-    beam_hyps = beam_search(reversal_model, src, src_len, limits, beam=1)
+    beam_hyps = beam_search(reversal_model, src, src_len, limits, beam=1, length_penalty=1.0)
     for g, b in zip(greedy_hyps, beam_hyps):
         assert g.tokens == b[0].tokens
         assert abs(g.log_prob - b[0].log_prob) < 1e-4
@@ -57,4 +57,4 @@ def test_output_length_is_capped(reversal_model):
     src, src_len, _ = batch_of([[5, 6, 7, 8, 9, 10]])
     limits = torch.tensor([2])
     assert len(greedy(reversal_model, src, src_len, limits)[0].tokens) <= 2
-    assert len(beam_search(reversal_model, src, src_len, limits, beam=3)[0][0].tokens) <= 2
+    assert len(beam_search(reversal_model, src, src_len, limits, beam=3, length_penalty=1.0)[0][0].tokens) <= 2
