@@ -1,25 +1,29 @@
-"""bench: the FLOP count against a hand count, the equivalences the
-speed changes rely on, and the benchmark end to end on a tiny corpus (no timing assertions)."""
+"""benchmarks: FLOP counts against a hand count, the timing and fitting arithmetic, the equivalences the
+levers rely on, and the benchmark end to end on a tiny corpus (no assertions on speed)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import random
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+import yaml
 
-from mtkit.bench import (FlopCount, count_flops, pair_flops, random_token_batches,
-                         training_flops_per_token)
-from mtkit.config import AttentionConfig, ModelConfig
+from benchmarks.__main__ import main
+from benchmarks.attention_cost import attention_cost, bilinear_fit, never_ending, random_batch
+from benchmarks.flops import FlopCount, count_flops, matmul_peak, pair_flops, product_flops, training_flops_per_token
+from benchmarks.levers import LeverBench, one_thread, random_token_batches, time_levers, without_projected_keys
+from benchmarks.run import load_model
+from benchmarks.timing import Window, summarise_windows, time_training, training_batches, training_step
+from mtkit.checkpoint import TrainState, save_checkpoint
+from mtkit.config import AttentionConfig, ModelConfig, load_config
 from mtkit.data.synthetic import make_pairs, write_pairs
+from mtkit.data.tokenizer import EOS
 from mtkit.model import build_model
-from mtkit.model.encoder import Encoder, lengths_to_mask, rnn_cell
-
-ROOT = Path(__file__).resolve().parent.parent
+from mtkit.prepare import prepare
+from mtkit.search import greedy
 
 
 def tiny(**changes) -> ModelConfig:
@@ -27,6 +31,14 @@ def tiny(**changes) -> ModelConfig:
     base = dict(emb_dim=3, hidden_dim=4, dec_hidden_dim=6, out_dim=7, dropout=0.0,
                 attention=AttentionConfig(kind="additive", dim=5), decoder="luong", input_feeding=True)
     return ModelConfig(**{**base, **changes})
+
+
+def tiny_batch(tgt_len: int):
+    """Three pairs with source 4 and target tgt_len tokens (eos included), random words."""
+    return random_batch(3, 4, tgt_len, 12, 12, random.Random(tgt_len))
+
+
+# ---- FLOPs ---------------------------------------------------------------------------------------
 
 
 def test_flops_of_a_tiny_luong_model_match_a_hand_count():
@@ -51,38 +63,41 @@ def test_flops_without_attention_have_no_pair_term():
     assert count.per_pair == 0
 
 
-# The speed changes in mtkit.model replaced torch's packed RNN and its one-step module call with
-# rnn_cell; these keep them honest against torch itself.
-
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_rnn_cell_is_one_step_of_torchs_module(cell):
-    torch.manual_seed(0)
-    rnn = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](5, 4, batch_first=True)
-    x, h = torch.randn(3, 5), torch.randn(3, 4)
-    c = torch.randn(3, 4) if cell == "lstm" else None
-    out, new = rnn(x.unsqueeze(1), (h[None], c[None]) if c is not None else h[None])
-    hidden, memory = rnn_cell(cell, F.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0),
-                              F.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0), h, c)
-    assert torch.allclose(hidden, out[:, 0], atol=1e-6)
-    if cell == "lstm":
-        assert torch.allclose(memory, new[1][0], atol=1e-6)
+def test_product_flops_names_what_it_counts():
+    with pytest.raises(TypeError, match="nn.Linear"):
+        product_flops(torch.nn.Conv1d(2, 2, 1))
 
 
-@pytest.mark.parametrize("cell,layers,bidirectional", [("gru", 2, True), ("lstm", 1, True), ("rnn", 2, False)])
-def test_encoder_gives_what_a_packed_torch_rnn_gives(cell, layers, bidirectional):
-    torch.manual_seed(0)
-    enc = Encoder(20, 6, 4, layers, bidirectional, cell).eval()
-    src_len = torch.tensor([5, 2, 4, 1])
-    src = torch.randint(4, 20, (4, 5))
-    src[~lengths_to_mask(src_len, 5)] = 0
-    out = enc(src, src_len)
-    packed = pack_padded_sequence(enc.embed(src), src_len, batch_first=True, enforce_sorted=False)
-    ref_out, h_n = enc.rnn(packed)
-    ref_states, _ = pad_packed_sequence(ref_out, batch_first=True, total_length=5)
-    h_n = h_n[0] if cell == "lstm" else h_n
-    ref_final = h_n[-enc.num_dirs:].transpose(0, 1).reshape(4, -1)
-    assert torch.allclose(out.states, ref_states, atol=1e-6)
-    assert torch.allclose(out.final, ref_final, atol=1e-6)
+def test_matmul_peak_on_a_small_product():
+    peak = matmul_peak(size=32, repeats=2)
+    assert peak.best >= peak.median > 0 and peak.size == 32 and peak.threads == torch.get_num_threads()
+
+
+# ---- timing and fitting arithmetic ---------------------------------------------------------------
+
+
+def test_summarised_windows_take_medians_and_utilisation():
+    windows = [Window(2, 100, 1.0, 2.0, 0.5), Window(2, 300, 1.0, 1.0, 1.5), Window(2, 200, 1.0, 4.0, 1.0)]
+    summary = summarise_windows(windows, flops_per_token=1e6, peak_gflops=1.0)
+    assert (summary["tokens_per_s"], summary["tokens_per_s_min"], summary["tokens_per_s_max"]) == (200, 100, 300)
+    assert summary["tokens_per_cpu_s"] == 50  # of 50, 300, 50
+    assert summary["utilisation"] == pytest.approx(1e6 * 200 / 1e9)
+    assert summary["load"] == 1.0 and len(summary["windows"]) == 3
+
+
+def test_time_training_skips_warmup_and_times_whole_windows():
+    batches = [tiny_batch(n) for n in (2, 3, 4, 5, 6, 7, 8)]
+    seen = []
+    windows = time_training(lambda b: seen.append(b.num_tgt_tokens), batches, warmup=2, window=2)
+    assert len(seen) == 2 + 2 * 2  # the last batch makes no whole window: not run
+    assert [w.tokens for w in windows] == [3 * (4 + 5), 3 * (6 + 7)] and all(w.steps == 2 for w in windows)
+
+
+def test_bilinear_fit_recovers_a_known_function():
+    points = [{"m": m, "t": t, "y": 0.5 + 0.02 * m + 0.03 * t + 0.004 * m * t} for m in (2, 5, 9) for t in (1, 4, 8)]
+    fit = bilinear_fit(points, "y")
+    assert [fit[k] for k in ("const", "per_m", "per_t", "per_mt")] == pytest.approx([0.5, 0.02, 0.03, 0.004])
+    assert fit["r2"] == 1.0
 
 
 def test_random_batches_respect_the_token_budget_and_cover_every_sentence():
@@ -93,52 +108,112 @@ def test_random_batches_respect_the_token_budget_and_cover_every_sentence():
         assert len(b) == 1 or len(b) * max(max(src[i], tgt[i] + 1) for i in b) <= 20
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# ---- what the levers and the attention cost rely on ----------------------------------------------
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write_pairs(make_pairs(300, "reverse", 2, 6, vocab_size=12, seed=0), tmp_path / "c.src", tmp_path / "c.tgt")
-    (tmp_path / "c.yaml").write_text(
-        "data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n  dev_size: 20\n  test_size: 20\n"
-        "  length_edges: [3, 6]\ntokenizer:\n  vocab_size: 40\n"
-        "model:\n  emb_dim: 8\n  hidden_dim: 8\n  dec_hidden_dim: 16\n  out_dim: 8\n  decoder: luong\n"
-        "  attention:\n    dim: 8\ntrain:\n  batch_tokens: 200\n", encoding="utf-8")
-    return tmp_path
+def test_keys_projected_at_every_step_give_the_same_features():
+    torch.manual_seed(0)
+    model = build_model(tiny(), 12, 12).eval()
+    batch = tiny_batch(5)
+    state, memory = model.encode(batch.src, batch.src_len)
+    once, _ = model.decoder.features(batch.tgt_in, state, memory)
+    per_step, _ = model.decoder.features(batch.tgt_in, state, without_projected_keys(memory))
+    assert memory.projected is not None and torch.allclose(once, per_step, atol=1e-6)
 
 
-def test_bench_runs_end_to_end_and_writes_json(workdir, capsys, monkeypatch):
-    # one core: skips the thread-count levers, whose second thread crawls when tests share the cores
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
-    out = workdir / "bench.json"
-    status = load_script().main([
-        "c.yaml", "--steps", "2", "--warmup", "1", "--window", "1", "--sentences", "6", "--beams", "1", "2",
-        "--threads", "1", "--matmul-size", "128",
-        "--attention-cost", "cost.png", "--attention-lengths", "2", "4", "--levers", "--profile", "1", "--json", str(out)])
+def test_a_never_ending_copy_decodes_exactly_to_the_limit():
+    torch.manual_seed(0)
+    model = build_model(tiny(), 12, 12)
+    batch = tiny_batch(6)
+    hyps = greedy(never_ending(model), batch.src, batch.src_len, torch.full((3,), 6))
+    assert [len(h.tokens) for h in hyps] == [6, 6, 6] and all(EOS not in h.tokens for h in hyps)
+    assert torch.isfinite(model.decoder.out.bias).all()  # the model itself is untouched
+
+
+def test_random_batch_has_exact_lengths():
+    batch = tiny_batch(5)
+    assert batch.src.shape == (3, 4) and batch.tgt_in.shape == batch.tgt_out.shape == (3, 5)
+    assert (batch.tgt_out[:, -1] == EOS).all() and bool(batch.src_mask.all())
+
+
+# ---- on a tiny prepared corpus -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A config file over a synthetic reversal corpus; every path in it is absolute."""
+    root = tmp_path_factory.mktemp("bench")
+    write_pairs(make_pairs(300, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
+    config = {"run_dir": str(root / "run"),
+              "data": {"source": "text", "src_file": str(root / "c.src"), "tgt_file": str(root / "c.tgt"),
+                       "dev_size": 20, "test_size": 20, "length_edges": [3, 6], "cache_dir": str(root / "cache")},
+              "tokenizer": {"vocab_size": 40}, "train": {"batch_tokens": 200},
+              "model": {"emb_dim": 8, "hidden_dim": 8, "dec_hidden_dim": 16, "out_dim": 8, "decoder": "luong",
+                        "attention": {"dim": 8}}}
+    (root / "c.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return root / "c.yaml"
+
+
+def test_levers_run_on_a_tiny_config(corpus, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 1)  # the thread levers: below, on one thread
+    cfg = load_config(corpus)
+    prepared = prepare(cfg)
+    split = prepared.splits["train"]
+    model = build_model(cfg.model, prepared.tokenizer.src_vocab, prepared.tokenizer.tgt_vocab)
+    batches = training_batches(cfg, split.src_ids, split.tgt_ids, 3)
+    levers = time_levers(cfg, model, batches, split, prepared.splits["test"].src_ids, rounds=2, sentences=4)
+    names = [lever["name"] for lever in levers]
+    assert names[:3] == ["length-bucketed token batches", "fused vocabulary projection and loss",
+                         "attention keys projected once per sentence"]
+    # luong with input feeding has no whole-sequence path: timed on its variants that do
+    assert {"fused whole-sequence decoder (attention)", "fused whole-sequence decoder (no attention)"} <= set(names)
+    assert all(lever["speedup"] > 0 and lever["lever_seconds"] > 0 for lever in levers)
+    bench = LeverBench(cfg, model, training_step(model, cfg.train), batches, prepared.splits["test"].src_ids[:4], 2)
+    assert [lever["name"] for lever in one_thread(bench, 1)] == ["one thread", "one thread (greedy)"]
+
+
+def test_attention_cost_times_every_grid_point_of_both_models(corpus):
+    cost = attention_cost(load_config(corpus), 20, 20, lengths=(2, 4), batch=2, repeats=1, train_repeats=1)
+    for name in ("attention", "none"):
+        assert sorted((p["m"], p["t"]) for p in cost["points"][name]) == [(2, 2), (2, 4), (4, 2), (4, 4)]
+        assert all(p["decode"] > 0 and p["train"] > 0 for p in cost["points"][name])
+    assert set(cost["fits"]["none"]) == {"decode", "train"} and cost["attention"] == "additive"
+
+
+def test_a_checkpoint_is_found_by_name_in_the_run_dir(corpus):
+    cfg = load_config(corpus)
+    prepared = prepare(cfg)
+    saved = build_model(cfg.model, prepared.tokenizer.src_vocab, prepared.tokenizer.tgt_vocab)
+    Path(cfg.run_dir).mkdir(exist_ok=True)
+    save_checkpoint(Path(cfg.run_dir) / "best.pt", saved, cfg, prepared.tokenizer, TrainState())
+    loaded = load_model(cfg, prepared, "best")
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_bench_runs_end_to_end_and_writes_json(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 1)  # skips the thread levers: a second thread crawls on shared cores
+    out = tmp_path / "bench.json"
+    status = main([
+        str(corpus), "--steps", "2", "--warmup", "1", "--window", "1", "--sentences", "6", "--beams", "1", "2",
+        "--threads", "1", "--matmul-size", "64", "--attention-cost", str(tmp_path / "cost.png"),
+        "--attention-lengths", "2", "4", "--levers", "--profile", "1", "--json", str(out)])
     assert status == 0
     result = json.loads(out.read_text())
     assert result["training"]["tokens_per_s"] > 0 and len(result["training"]["windows"]) == 2
     assert [t["beam"] for t in result["translation"]] == [1, 2]
     assert all(t["sentences"] == 6 and t["sentences_per_s"] > 0 for t in result["translation"])
     assert result["peak_rss_bytes"] >= result["training"]["peak_rss_bytes"] > 0
-    assert 0 < result["training"]["utilisation"]
-    assert result["model"]["train_flops_per_target_token"] > 0
-    fits = result["attention_cost"]["fits"]
-    assert set(fits) == {"attention", "none"} and set(fits["attention"]) == {"decode", "train"}
-    assert (workdir / "cost.png").stat().st_size > 0
-    assert {lever["name"] for lever in result["levers"]} >= {"fused vocabulary projection and loss", "packed encoder"}
+    assert 0 < result["training"]["utilisation"] and result["model"]["train_flops_per_target_token"] > 0
+    assert {"git_commit", "torch", "load_average", "load_average_end"} <= set(result["environment"])
+    assert (tmp_path / "cost.png").stat().st_size > 0 and set(result["attention_cost"]["fits"]) == {"attention", "none"}
     ops = result["profile"]["operators"]
     assert ops and all(0 < op["share"] <= 1 and op["calls"] > 0 for op in ops)
     assert sum(op["share"] for op in ops) <= 1.001  # the top operators of one ranking
     printed = capsys.readouterr().out
-    assert "training, median" in printed and "by operator" in printed
+    assert "training, median" in printed and "by operator" in printed and "lever: packed" not in printed
+    assert "lever: fused vocabulary projection and loss" in printed
 
 
-def test_bench_names_a_bad_option(workdir, capsys):
-    assert load_script().main(["c.yaml", "--steps", "2", "--window", "5"]) == 2
+def test_bench_names_a_bad_option(corpus, capsys):
+    assert main([str(corpus), "--steps", "2", "--window", "5"]) == 2
     assert "--window" in capsys.readouterr().err

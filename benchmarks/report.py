@@ -1,0 +1,77 @@
+"""The benchmark's result as a plain-text table, and as a JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+GIB = 1024**3
+
+
+def _row(name: str, value: str, load: Any = "") -> str:
+    return f"{name:<46}{value:>16}  {load!s:>5}"
+
+
+def _beam_name(beam: int) -> str:
+    return "greedy" if beam == 1 else f"beam {beam}"
+
+
+def _model_rows(result: dict[str, Any]) -> list[str]:
+    m, model = result["matmul"], result["model"]
+    return [_row("matmul peak (best / median)", f"{m['best']:.0f} / {m['median']:.0f} GF/s"),
+            _row("train FLOPs per target token", f"{model['train_flops_per_target_token'] / 1e6:.1f} M"),
+            _row("  vocabulary projection share", f"{model['output_layer_share']:.0%}"),
+            _row("  bound at matmul peak", f"{model['bound_tokens_per_s']:.0f} tok/s")]
+
+
+def _speed_rows(result: dict[str, Any]) -> list[str]:
+    rows = []
+    for t in result["translation"]:
+        name = _beam_name(t["beam"])
+        rows += [_row(f"{name}: {t['sentences']} sentences", f"{t['seconds']:.1f} s", t["load"]),
+                 _row(f"  {name} sentences/s, tokens/s", f"{t['sentences_per_s']:.1f}, {t['tokens_per_s']:.0f}"),
+                 _row(f"  {name} mean output length", f"{t['mean_output_tokens']:.1f}")]
+    tr = result.get("training")
+    if tr:
+        rows += [_row("training, median", f"{tr['tokens_per_s']:.0f} tok/s", tr["load"]),
+                 _row("  range over windows", f"{tr['tokens_per_s_min']:.0f}-{tr['tokens_per_s_max']:.0f}"),
+                 _row("  per CPU second", f"{tr['tokens_per_cpu_s']:.0f} tok/s"),
+                 _row("  utilisation of matmul peak", f"{tr['utilisation']:.1%}")]
+    return rows
+
+
+def _memory_rows(result: dict[str, Any]) -> list[str]:
+    rows = [_row(f"peak RSS, {_beam_name(t['beam'])}", f"{t['peak_rss_bytes'] / GIB:.2f} GiB")
+            for t in result["translation"]]
+    if result.get("training"):
+        rows.append(_row("peak RSS, training", f"{result['training']['peak_rss_bytes'] / GIB:.2f} GiB"))
+    return rows + [_row("peak RSS, whole process", f"{result['peak_rss_bytes'] / GIB:.2f} GiB")]
+
+
+def _extra_rows(result: dict[str, Any]) -> list[str]:
+    """Return the rows of the optional parts: attention cost slopes, profile, levers."""
+    rows = [_row(f"{what} {kind}: µs per m·t", f"{fit['per_mt'] * 1e6:.3f}")
+            for kind, fits in result.get("attention_cost", {}).get("fits", {}).items() for what, fit in fits.items()]
+    if "profile" in result:
+        prof = result["profile"]
+        rows.append(f"\nself CPU time of {prof['steps']} training steps ({prof['self_cpu_seconds']:.2f} s), by operator:")
+        rows += [f"  {op['name']:<44}{op['share']:>7.1%}  {op['calls']:>7} calls" for op in prof["operators"]]
+    return rows + [_row(f"lever: {lever['name']}", f"×{lever['speedup']:.2f}", lever["load"])
+                   for lever in result.get("levers", [])]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Return the benchmark result as a plain-text table."""
+    env = result["environment"]
+    header = [result["model"]["description"],
+              f"threads {env['threads']}, load average at start {env['load_average'][0]}, "
+              f"at end {env.get('load_average_end', ['?'])[0]}",
+              "", f"{'measurement':<46}{'value':>16}  {'load':>5}"]
+    return "\n".join(header + _model_rows(result) + _speed_rows(result) + _memory_rows(result) + _extra_rows(result))
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    """Write the benchmark result as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
