@@ -18,8 +18,6 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, NamedTuple, Sequence
 
-import torch
-
 from mtkit.config import Config, DecodeConfig, TrainConfig
 from mtkit.data.batching import Batch, batch_indices, collate
 from mtkit.model import Seq2Seq
