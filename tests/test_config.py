@@ -61,3 +61,15 @@ def test_config_is_immutable():
 def test_set_value_that_is_not_yaml_is_a_clear_error():
     with pytest.raises(MtkitError, match=r"--set 'data.src_file=\[': the value is not valid YAML"):
         load_config(None, ["data.src_file=["])
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("data.passage_windows=-1", r"`data.passage_windows`: got -1; must be at least 0"),
+    ("data.passage_max_k=7", r"`data.passage_max_k`: got 7; must be between 1 and 6"),
+    ("data.join_train_max_k=0", r"`data.join_train_max_k`: got 0; must be between 1 and 6"),
+    ("data.ref_column=ref", r"`data.ref_column` names a TSV column; it is read only when `data.source` is 'tsv'"),
+])
+def test_passage_and_reference_settings_are_checked(setting, expected):
+    with pytest.raises(MtkitError, match=expected):
+        load_config(None, [setting])
+    assert load_config(None, ["data.source=tsv", "data.tsv_file=c.tsv", "data.ref_column=2"]).data.ref_column == 2

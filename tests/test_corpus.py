@@ -250,4 +250,4 @@ def test_joined_inputs_stay_inside_runs_and_within_max_len():
     assert len(used) == len(set(used)) and "A 2:1" not in used and refs[40] not in used
     assert join_consecutive(pairs, refs, 3, 10, seed=0) == joined
     assert join_consecutive(pairs, refs, 3, 10, seed=1) != joined
-    assert join_consecutive(pairs, refs, max_k=1, max_len=10, seed=0) == ([], [], 0)
+    assert join_consecutive(pairs, refs, max_k=1, max_len=10, seed=0) == ([], [], [], 0)

@@ -249,6 +249,7 @@ class Passage(NamedTuple):
 class Joined(NamedTuple):
     pairs: list[Pair]
     refs: list[str]
+    k: list[int]  # pairs joined in each
     too_long: int  # groups left out because a side had more than max_len words
 
 
@@ -351,6 +352,7 @@ def join_consecutive(pairs: Sequence[Pair], refs: Sequence[str], max_k: int, max
     rng = random.Random(seed)
     joined: list[Pair] = []
     joined_refs: list[str] = []
+    sizes: list[int] = []
     too_long = 0
     for run in consecutive_runs(refs) if max_k >= 2 else []:
         start = run.start
@@ -364,4 +366,5 @@ def join_consecutive(pairs: Sequence[Pair], refs: Sequence[str], max_k: int, max
             pair, ref = join_group([pairs[i] for i in group], [refs[i] for i in group])
             joined.append(pair)
             joined_refs.append(ref)
-    return Joined(joined, joined_refs, too_long)
+            sizes.append(size)
+    return Joined(joined, joined_refs, sizes, too_long)
