@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from mtkit.config import Config, config_from_dict, config_to_dict, load_config, save_config
@@ -61,6 +63,17 @@ def test_config_is_immutable():
 def test_set_value_that_is_not_yaml_is_a_clear_error():
     with pytest.raises(MtkitError, match=r"--set 'data.src_file=\[': the value is not valid YAML"):
         load_config(None, ["data.src_file=["])
+
+
+def test_passages_and_joined_training_are_off_by_default_and_on_in_the_study():
+    data = Config().data
+    assert (data.passage_windows, data.join_train_max_k, data.ref_column) == (0, 1, None)
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("bible_rnnencdec", "bible_rnnsearch"):
+        study = load_config(configs / f"{name}.yaml").data
+        assert study.passage_windows > 0 and study.passage_max_k == study.join_train_max_k == 3, name
+    encdec, search = load_config(configs / "bible_rnnencdec.yaml"), load_config(configs / "bible_rnnsearch.yaml")
+    assert encdec.data == search.data and encdec.seed == search.seed  # both models get exactly the same data
 
 
 @pytest.mark.parametrize("setting, expected", [

@@ -12,7 +12,7 @@ import pytest
 from mtkit.config import load_config
 from mtkit.data.synthetic import make_pairs, write_pairs
 from mtkit.errors import MtkitError
-from mtkit.prepare import data_fingerprint, load_prepared, prepare
+from mtkit.prepare import SPLITS, data_fingerprint, load_prepared, prepare
 
 SMALL = ["tokenizer.vocab_size=64", "data.dev_size=20", "data.test_size=20", "data.max_len=10"]
 BASE = "data:\n  length_edges: [3, 6]\n"
@@ -333,3 +333,27 @@ def test_bible_source_end_to_end(tmp_path, monkeypatch):
     again = prepare(cfg)
     assert again.reused and mtimes(prepared.directory) == before
 
+
+@pytest.mark.slow  # about 15 s: the study's data, passages and joined training inputs from both whole Bibles
+@pytest.mark.skipif(not (SWORD / "spaRV1909eb.conf").is_file() or not (SWORD / "engKJV2006eb.conf").is_file(),
+                    reason="SWORD modules spaRV1909eb / engKJV2006eb not installed (make data)")
+def test_bible_passages_of_the_study(tmp_path):
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/bible_rnnsearch.yaml",
+                      [f"data.cache_dir={tmp_path}"])
+    prepared = prepare(cfg)
+    passages = prepared.passages
+    words = [len(src.split()) for src in passages.split.src_text]
+    assert sum(41 <= n <= 50 for n in words) >= 200 and sum(51 <= n <= 60 for n in words) >= 200
+    held = verses(passages.refs)
+    assert len(held) == 3 * len(set(held)) == 3 * 6 * cfg.data.passage_windows  # each verse once at every k
+    for name in SPLITS:
+        assert not set(held) & set(verses(prepared.refs[name])), name
+    for w in range(cfg.data.passage_windows):
+        by_k = [verses([r for r, win, kk in zip(passages.refs, passages.window, passages.k) if win == w and kk == k])
+                for k in (1, 2, 3)]
+        assert by_k[0] == by_k[1] == by_k[2] and len(by_k[0]) == 6
+        chapter, first = by_k[0][0].rsplit(":", 1)
+        assert by_k[0] == [f"{chapter}:{int(first) + i}" for i in range(6)]  # one chapter, consecutive verses
+    train = prepared.splits["train"]
+    assert sum("+" in ref for ref in prepared.refs["train"]) > 5000
+    assert max(max(len(s.split()), len(t.split())) for s, t in zip(train.src_text, train.tgt_text)) <= cfg.data.max_len
