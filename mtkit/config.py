@@ -34,6 +34,7 @@ class DataConfig:
     src_column: Union[int, str] = 0
     tgt_column: Union[int, str] = 1
     tsv_header: bool = False
+    ref_column: Union[int, str, None] = None  # source: tsv; references (e.g. Gen.1.1), else line numbers
     src_module: str = "spaRV1909eb"  # source: bible
     tgt_module: str = "engKJV2006eb"
     module_dir: Optional[str] = None  # SWORD directory; auto-detected when unset
@@ -49,6 +50,12 @@ class DataConfig:
     stratify: bool = True  # test split stratified by source length (see length_edges)
     length_edges: tuple[int, ...] = (10, 20, 30, 40, 50, 60)
     max_sentences: Optional[int] = None  # keep only the first N cleaned pairs (quick runs)
+    # Passage test set: windows of lcm(1..passage_max_k) consecutive pairs (same book and chapter; for text/TSV
+    # neighbouring lines or refs), held out of every split, each cut into inputs of k = 1..passage_max_k pairs.
+    passage_windows: int = 0  # 0: no passage test set
+    passage_max_k: int = 3
+    # Training also gets inputs of 2..join_train_max_k consecutive training pairs joined (each ≤ max_len words).
+    join_train_max_k: int = 1  # 1: single pairs only
     cache_dir: str = "runs/cache"  # prepared data, shared by runs with the same data settings
 
 
@@ -166,6 +173,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.dev_size": (0, None),
     "data.test_size": (0, None),
     "data.max_sentences": (1, None),
+    "data.passage_windows": (0, None),
+    "data.passage_max_k": (1, 6),  # windows of lcm(1..6) = 60 pairs at most
+    "data.join_train_max_k": (1, 6),
     "tokenizer.vocab_size": (8, None),
     "tokenizer.character_coverage": (0.9, 1.0),
     "tokenizer.max_train_sentences": (1, None),
@@ -249,6 +259,9 @@ def _check_combinations(cfg: Config, where: str) -> None:
     for key in needed:
         if getattr(data, key) is None:
             raise MtkitError(f"{where}`data.{key}` is required when `data.source` is {data.source!r}")
+    if data.ref_column is not None and data.source != "tsv":
+        raise MtkitError(f"{where}`data.ref_column` names a TSV column; it is read only when `data.source` is 'tsv' "
+                         f"(here {data.source!r})")
     for split in ("dev", "test"):
         src, tgt = getattr(data, f"{split}_src"), getattr(data, f"{split}_tgt")
         if (src is None) != (tgt is None):

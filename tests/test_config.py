@@ -1,4 +1,5 @@
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,24 @@ def test_update_checks_each_key_once_as_a_file_would(tmp_path):
         update(cfg, {"decode.beam": 0})
     with pytest.raises(MtkitError, match="`eval.length_of`: got 'tgt'; expected one of 'src', 'ref'"):
         update(cfg, {"eval.length_of": "tgt"})
+def test_passages_and_joined_training_are_off_by_default_and_on_in_the_study():
+    data = Config().data
+    assert (data.passage_windows, data.join_train_max_k, data.ref_column) == (0, 1, None)
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("bible_rnnencdec", "bible_rnnsearch"):
+        study = load_config(configs / f"{name}.yaml").data
+        assert study.passage_windows > 0 and study.passage_max_k == study.join_train_max_k == 3, name
+    encdec, search = load_config(configs / "bible_rnnencdec.yaml"), load_config(configs / "bible_rnnsearch.yaml")
+    assert encdec.data == search.data and encdec.seed == search.seed  # both models get exactly the same data
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("data.passage_windows=-1", r"`data.passage_windows`: got -1; must be at least 0"),
+    ("data.passage_max_k=7", r"`data.passage_max_k`: got 7; must be between 1 and 6"),
+    ("data.join_train_max_k=0", r"`data.join_train_max_k`: got 0; must be between 1 and 6"),
+    ("data.ref_column=ref", r"`data.ref_column` names a TSV column; it is read only when `data.source` is 'tsv'"),
+])
+def test_passage_and_reference_settings_are_checked(setting, expected):
+    with pytest.raises(MtkitError, match=expected):
+        load_config(None, [setting])
+    assert load_config(None, ["data.source=tsv", "data.tsv_file=c.tsv", "data.ref_column=2"]).data.ref_column == 2

@@ -2,8 +2,9 @@ import random
 
 import pytest
 
-from mtkit.data.corpus import (Splits, bucket_index, bucket_label, clean, format_dropped, length_report, normalize,
-                               split)
+from mtkit.data.corpus import (Splits, bucket_index, bucket_label, clean, consecutive_runs, draw_windows,
+                               format_dropped, join_consecutive, length_report, normalize, passage_inputs, ref_key,
+                               split, window_size)
 from mtkit.errors import MtkitError
 
 EDGES = (10, 20, 30, 40, 50, 60)
@@ -162,3 +163,91 @@ def test_length_report_counts_per_split_and_bucket():
     assert rows["total"] == [20, 4, 6]
     as_dict = length_report({"train": s.train, "dev": s.dev, "test": s.test}, EDGES)
     assert as_dict == table
+
+
+# --- references, passages, joined inputs -----------------------------------------------------------------------
+
+def chapters(lengths: dict[str, int], words: int = 4) -> tuple[list[tuple[str, str]], list[str]]:
+    """Verses "B c:v" of `words` words a side, lengths[chapter] verses per chapter, in order."""
+    refs = [f"{chapter}:{v}" for chapter, n in lengths.items() for v in range(1, n + 1)]
+    tags = [r.replace(" ", "_") for r in refs]
+    return [(sentence(words, f"s{tag}"), sentence(words, f"t{tag}")) for tag in tags], refs
+
+
+def test_ref_key_and_consecutive_runs():
+    assert ref_key("Gen 1:12") == ("Gen 1:", 12) and ref_key("17") == ("", 17) and ref_key("intro") is None
+    refs = ["Gen 1:30", "Gen 1:31", "Gen 2:1", "Gen 2:2", "Gen 2:4", "Exod 2:5", "intro", "7", "8"]
+    # A new chapter, a verse missing (2:3), another book and a reference without a number all end a run.
+    assert consecutive_runs(refs) == [range(0, 2), range(2, 4), range(4, 5), range(5, 6), range(6, 7), range(7, 9)]
+    assert consecutive_runs(["3", "2"]) == [range(0, 1), range(1, 2)]  # neighbours also in corpus order
+    assert consecutive_runs([]) == []
+
+
+def test_window_size_splits_evenly_for_every_k():
+    assert [window_size(k) for k in (1, 2, 3, 4)] == [1, 2, 6, 12]
+    with pytest.raises(MtkitError, match="passage_max_k"):
+        window_size(0)
+
+
+def test_windows_are_consecutive_disjoint_and_seeded():
+    pairs, refs = chapters({"A 1": 40, "A 2": 5, "B 1": 40, "B 2": 13})
+    windows = draw_windows(pairs, refs, n_windows=10, max_k=3, max_len=80, seed=0)
+    assert len(windows) == 10 and all(len(w) == 6 for w in windows)
+    positions = [i for w in windows for i in w]
+    assert len(set(positions)) == len(positions) and positions == sorted(positions)
+    for window in windows:  # one run: no chapter boundary inside, so never in "A 2" (5 verses)
+        assert len({ref_key(refs[i])[0] for i in window}) == 1
+        assert consecutive_runs([refs[i] for i in window]) == [range(6)]
+    assert draw_windows(pairs, refs, 10, 3, 80, seed=0) == windows
+    assert draw_windows(pairs, refs, 10, 3, 80, seed=1) != windows
+    with pytest.raises(MtkitError, match=r"data.passage_windows \(30\).*only \d+ windows"):
+        draw_windows(pairs, refs, 30, 3, 80, seed=0)
+
+
+def test_windows_keep_every_input_within_max_len():
+    pairs, refs = chapters({"A 1": 60})
+    pairs[20] = (sentence(9, "long"), sentence(2, "short"))  # 9 + 4 + 4 = 17 words in any group of 3 around it
+    for seed in range(5):
+        for window in draw_windows(pairs, refs, 4, max_k=3, max_len=16, seed=seed):
+            assert 20 not in window
+    pairs, refs = chapters({"A 1": 6})
+    pairs[2] = (sentence(9, "long"), sentence(2, "short"))
+    with pytest.raises(MtkitError, match="only 0 windows"):
+        draw_windows(pairs, refs, 1, max_k=3, max_len=16, seed=0)
+    assert draw_windows(pairs, refs, 1, max_k=3, max_len=17, seed=0) == [list(range(6))]
+
+
+def test_passages_cover_the_same_verses_at_every_k():
+    pairs, refs = chapters({"A 1": 30, "B 7": 30})
+    windows = draw_windows(pairs, refs, 5, max_k=3, max_len=80, seed=2)
+    inputs = passage_inputs(pairs, refs, windows, max_k=3)
+    assert [sum(p.k == k for p in inputs) for k in (1, 2, 3)] == [30, 15, 10]
+    for w, window in enumerate(windows):
+        text = " ".join(pairs[i][0] for i in window), " ".join(pairs[i][1] for i in window)
+        verses = "+".join(refs[i] for i in window)
+        for k in (1, 2, 3):
+            groups = sorted((p for p in inputs if p.window == w and p.k == k), key=lambda p: p.group)
+            assert [p.group for p in groups] == list(range(6 // k))
+            assert all(len(p.ref.split("+")) == k for p in groups)
+            assert "+".join(p.ref for p in groups) == verses  # the same verses, in order, at every k
+            assert (" ".join(p.src for p in groups), " ".join(p.tgt for p in groups)) == text
+
+
+def test_joined_inputs_stay_inside_runs_and_within_max_len():
+    pairs, refs = chapters({"A 1": 30, "A 2": 1, "B 1": 30}, words=3)
+    del pairs[10], refs[10]  # A 1:11 left out (e.g. a dev verse): 1:10 and 1:12 are not consecutive
+    pairs[40] = (sentence(8, "long"), sentence(3, "x"))
+    joined = join_consecutive(pairs, refs, max_k=3, max_len=10, seed=0)
+    assert joined.pairs and len(joined.pairs) == len(joined.refs) and joined.too_long >= 1
+    used = []
+    for (src, tgt), ref in zip(joined.pairs, joined.refs):
+        parts = ref.split("+")
+        assert 2 <= len(parts) <= 3 and consecutive_runs(parts) == [range(len(parts))]
+        assert len(src.split()) <= 10 and len(tgt.split()) <= 10
+        assert (src, tgt) == (" ".join(pairs[refs.index(r)][0] for r in parts),
+                              " ".join(pairs[refs.index(r)][1] for r in parts))
+        used += parts
+    assert len(used) == len(set(used)) and "A 2:1" not in used and refs[40] not in used
+    assert join_consecutive(pairs, refs, 3, 10, seed=0) == joined
+    assert join_consecutive(pairs, refs, 3, 10, seed=1) != joined
+    assert join_consecutive(pairs, refs, max_k=1, max_len=10, seed=0) == ([], [], [], 0)

@@ -12,7 +12,7 @@ import pytest
 from mtkit.config import load_config
 from mtkit.data.synthetic import make_pairs, write_pairs
 from mtkit.errors import MtkitError
-from mtkit.prepare import data_fingerprint, load_prepared, prepare
+from mtkit.prepare import SPLITS, data_fingerprint, load_prepared, prepare
 
 SMALL = ["tokenizer.vocab_size=64", "data.dev_size=20", "data.test_size=20", "data.max_len=10"]
 BASE = "data:\n  length_edges: [3, 6]\n"
@@ -32,6 +32,13 @@ NOISE = [GOOD[0], GOOD[1], GOOD[2],  # duplicate ×3
          (" ".join(["vu"] * 12), " ".join(["VU"] * 12)),  # too_long (data.max_len=10) ×1
          ("vu", "VU VU VU VU VU")]  # ratio 5 > 3 ×1
 DROPPED = "dropped: empty 2, too_long 1, ratio 1, duplicate 3 (7 in all)"
+CORPUS = GOOD + NOISE  # line n of c.src / c.tgt is CORPUS[n - 1]
+RUNNING = ["data.max_len=20", "data.passage_windows=5", "data.passage_max_k=3", "data.join_train_max_k=3"]
+
+
+def verses(refs: list[str]) -> list[str]:
+    """Return the references of the single pairs inside `refs` (a joined input's reference is theirs joined by +)."""
+    return [ref for joined in refs for ref in joined.split("+")]
 
 
 @pytest.fixture
@@ -75,6 +82,10 @@ def test_text_source_end_to_end(workdir):
     meta = json.loads((prepared.directory / "meta.json").read_text())
     assert meta["dropped"] == {"empty": 2, "too_short": 0, "too_long": 1, "ratio": 1, "duplicate": 3}
     assert meta["counts"] == sizes and meta["fingerprint"] == prepared.fingerprint
+    # References are line numbers that survive cleaning and splitting; by default no passages, nothing joined.
+    for name, split in prepared.splits.items():
+        assert [CORPUS[int(ref) - 1] for ref in prepared.refs[name]] == list(zip(split.src_text, split.tgt_text))
+    assert prepared.passages is None and meta["joined_train"] == 0 and "passages:" not in prepared.report
     for name in ("spm.model", "report.txt", "train.pt", "dev.src", "test.tgt"):
         assert (prepared.directory / name).is_file(), name
 
@@ -87,6 +98,95 @@ def test_tsv_source_reads_named_columns(workdir):
     # es (source) holds the lower-case words, en (target) the upper-case ones.
     assert all(s.islower() and t.isupper() for s, t in zip(train.src_text, train.tgt_text))
     assert sorted(zip(train.src_text, train.tgt_text)) == sorted(set(zip(train.src_text, train.tgt_text)))
+
+
+def test_tsv_references_come_from_the_named_column_or_the_line_numbers(workdir):
+    by_id = prepare(config("tsv", "data.ref_column=id"))
+    by_line = prepare(config("tsv"))
+    for prepared, to_index in ((by_id, int), (by_line, lambda ref: int(ref) - 2)):  # line 1 is the header
+        train = prepared.splits["train"]
+        pairs = [CORPUS[to_index(ref)] for ref in prepared.refs["train"]]
+        assert pairs == list(zip(train.src_text, train.tgt_text))
+    with pytest.raises(MtkitError, match="`data.ref_column` names a TSV column"):
+        config("text", "data.ref_column=id")
+
+
+def test_passages_cover_the_same_verses_at_every_k_and_touch_no_split(workdir):
+    prepared = prepare(config("text", *RUNNING))
+    passages = prepared.passages
+    assert [passages.k.count(k) for k in (1, 2, 3)] == [30, 15, 10]
+    assert len(passages.split.src_text) == len(passages.refs) == len(passages.window) == len(passages.group) == 55
+    for w in range(5):
+        covered = []
+        for k in (1, 2, 3):
+            rows = sorted((passages.group[i], i) for i in range(55) if passages.window[i] == w and passages.k[i] == k)
+            assert [g for g, _ in rows] == list(range(6 // k))
+            covered.append(verses([passages.refs[i] for _, i in rows]))
+            for _, i in rows:  # each input is its k lines joined, in order
+                lines = [CORPUS[int(ref) - 1] for ref in passages.refs[i].split("+")]
+                assert len(lines) == k
+                assert passages.split.src_text[i] == " ".join(s for s, _ in lines)
+                assert passages.split.tgt_text[i] == " ".join(t for _, t in lines)
+        assert covered[0] == covered[1] == covered[2]  # the same 6 consecutive lines at every k
+        assert [int(ref) for ref in covered[0]] == list(range(int(covered[0][0]), int(covered[0][0]) + 6))
+    held = set(verses(passages.refs))
+    held_sources = {CORPUS[int(ref) - 1][0] for ref in held}
+    for name, split in prepared.splits.items():
+        assert not held & set(verses(prepared.refs[name])), name
+        assert not held_sources & set(split.src_text), name  # also no other line with a passage verse's source
+    assert "passages: 5 windows of 6 consecutive pairs" in prepared.report and "k=3" in prepared.report
+    assert sum(len(split.src_text) for name, split in prepared.splits.items() if name != "train") == 40
+
+
+def test_a_line_sharing_its_source_with_a_passage_verse_is_held_out_too(workdir):
+    sources = [s for s, _ in unique_pairs(100, seed=5)]
+    pairs = [(s, "A B") for s in sources] + [(s, "C D") for s in sources]  # line n and n + 100: one source
+    write_pairs(pairs, workdir / "c.src", workdir / "c.tgt")
+    prepared = prepare(config("text", *RUNNING))
+    lines = {int(ref) for ref in verses(prepared.passages.refs)}
+    held = {pairs[n - 1][0] for n in lines}
+    shared = [n for n in range(1, 201) if n not in lines and pairs[n - 1][0] in held]
+    assert len(lines) == 30 and shared
+    for name, split in prepared.splits.items():
+        assert not held & set(split.src_text), name
+    assert f"{len(shared)} more left out as they share a source" in prepared.report
+    assert sum(len(s.src_text) for name, s in prepared.splits.items() if name != "train") == 40
+
+
+def test_passage_windows_are_the_same_whatever_the_split_sizes(workdir):
+    first = prepare(config("text", *RUNNING))
+    second = prepare(config("text", *RUNNING, "data.dev_size=30", "data.join_train_max_k=1"))
+    assert second.directory != first.directory and second.passages.refs == first.passages.refs
+
+
+def test_joined_training_inputs_are_consecutive_training_lines_within_max_len(workdir):
+    prepared = prepare(config("text", *RUNNING, "data.max_len=10", "data.passage_windows=3"))
+    train, refs = prepared.splits["train"], prepared.refs["train"]
+    joined = [i for i, ref in enumerate(refs) if "+" in ref]
+    assert joined and "running text: " in prepared.report and f"{len(joined)} joined training inputs" in prepared.report
+    single = {ref for ref in refs if "+" not in ref}
+    for i in joined:
+        parts = refs[i].split("+")
+        assert 2 <= len(parts) <= 3 and set(parts) <= single  # only training lines, never dev/test/passage lines
+        assert [int(ref) for ref in parts] == list(range(int(parts[0]), int(parts[0]) + len(parts)))
+        assert train.src_text[i] == " ".join(CORPUS[int(ref) - 1][0] for ref in parts)
+    assert all(len(s.split()) <= 10 and len(t.split()) <= 10 for s, t in zip(train.src_text, train.tgt_text))
+    assert len(verses([refs[i] for i in joined])) == len(set(verses([refs[i] for i in joined])))
+    meta = json.loads((prepared.directory / "meta.json").read_text())
+    assert meta["joined_train"] == len(joined) and meta["counts"]["train"] == len(refs)
+
+
+def test_references_and_passages_survive_the_cache(workdir):
+    prepared = prepare(config("text", *RUNNING))
+    for loaded in (load_prepared(prepared.directory), prepare(config("text", *RUNNING))):
+        assert loaded.refs == prepared.refs and loaded.passages == prepared.passages
+        assert loaded.splits == prepared.splits
+    assert prepare(config("text", *RUNNING)).reused
+
+
+def test_too_many_passage_windows_names_the_key(workdir):
+    with pytest.raises(MtkitError, match=r"data.passage_windows \(40\) is more than the corpus holds"):
+        prepare(config("text", *RUNNING, "data.passage_windows=40"))
 
 
 def test_second_call_reuses_the_cache_without_writing(workdir):
@@ -109,7 +209,7 @@ def test_batch_tokens_shares_the_cache_but_the_report_follows_it(workdir):
 
 
 @pytest.mark.parametrize("change", ["tokenizer.vocab_size=72", "tokenizer.model_type=unigram", "data.max_len=9",
-                                    "data.dev_size=21", "seed=7", "data.stratify=false"])
+                                    "data.dev_size=21", "seed=7", "data.stratify=false", "data.join_train_max_k=2"])
 def test_changed_setting_gives_a_new_fingerprint_and_directory(workdir, change):
     first = prepare(config())
     changed = prepare(config("text", change))
@@ -232,3 +332,28 @@ def test_bible_source_end_to_end(tmp_path, monkeypatch):
     before = mtimes(prepared.directory)
     again = prepare(cfg)
     assert again.reused and mtimes(prepared.directory) == before
+
+
+@pytest.mark.slow  # about 15 s: the study's data, passages and joined training inputs from both whole Bibles
+@pytest.mark.skipif(not (SWORD / "spaRV1909eb.conf").is_file() or not (SWORD / "engKJV2006eb.conf").is_file(),
+                    reason="SWORD modules spaRV1909eb / engKJV2006eb not installed (make data)")
+def test_bible_passages_of_the_study(tmp_path):
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/bible_rnnsearch.yaml",
+                      [f"data.cache_dir={tmp_path}"])
+    prepared = prepare(cfg)
+    passages = prepared.passages
+    words = [len(src.split()) for src in passages.split.src_text]
+    assert sum(41 <= n <= 50 for n in words) >= 200 and sum(51 <= n <= 60 for n in words) >= 200
+    held = verses(passages.refs)
+    assert len(held) == 3 * len(set(held)) == 3 * 6 * cfg.data.passage_windows  # each verse once at every k
+    for name in SPLITS:
+        assert not set(held) & set(verses(prepared.refs[name])), name
+    for w in range(cfg.data.passage_windows):
+        by_k = [verses([r for r, win, kk in zip(passages.refs, passages.window, passages.k) if win == w and kk == k])
+                for k in (1, 2, 3)]
+        assert by_k[0] == by_k[1] == by_k[2] and len(by_k[0]) == 6
+        chapter, first = by_k[0][0].rsplit(":", 1)
+        assert by_k[0] == [f"{chapter}:{int(first) + i}" for i in range(6)]  # one chapter, consecutive verses
+    train = prepared.splits["train"]
+    assert sum("+" in ref for ref in prepared.refs["train"]) > 5000
+    assert max(max(len(s.split()), len(t.split())) for s, t in zip(train.src_text, train.tgt_text)) <= cfg.data.max_len

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from mtkit.data import sources
-from mtkit.data.sources import clean_verse, read_bible, read_parallel_text, read_tsv
+from mtkit.data.sources import clean_verse, line_refs, read_bible, read_parallel_text, read_tsv, read_tsv_refs
 from mtkit.errors import MtkitError
 
 
@@ -89,6 +89,16 @@ def test_tsv_header_only_is_empty(tmp_path):
     path = write(tmp_path / "c.tsv", b"en\tes\n")
     with pytest.raises(MtkitError, match="no sentence pairs"):
         read_tsv(path, header=True)
+
+
+def test_tsv_references_from_a_column_or_line_numbers(tmp_path):
+    path = write(tmp_path / "c.tsv", b"ref\ten\tes\r\nGen.1.1 \thello\thola\r\nGen.1.2\tbye\tadios\r\n")
+    assert read_tsv_refs(path, "ref", header=True) == read_tsv_refs(path, 0, header=True) == ["Gen.1.1", "Gen.1.2"]
+    assert read_tsv_refs(path, header=True) == ["2", "3"]  # the lines an editor shows, after the header
+    assert read_tsv_refs(path) == ["1", "2", "3"] and len(read_tsv(path)) == 3
+    with pytest.raises(MtkitError, match="valid names: ref, en, es"):
+        read_tsv_refs(path, "verse", header=True)
+    assert line_refs(3) == ["1", "2", "3"] and line_refs(2, first_line=5) == ["5", "6"]
 
 
 # --- SWORD: verse cleaning (no modules needed) -------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Cleaning and splitting of (src, tgt) sentence pairs: normalisation, filters, deduplication, (stratified) splits.
+"""Cleaning and splitting of (src, tgt) sentence pairs: normalisation, filters, deduplication, (stratified) splits,
+and inputs joined from consecutive pairs (passage windows, joined training inputs).
 
 Plain functions on lists of pairs; nothing here knows tokenizers or models. Lengths are whitespace words.
 """
@@ -6,7 +7,9 @@ Plain functions on lists of pairs; nothing here knows tokenizers or models. Leng
 from __future__ import annotations
 
 import logging
+import math
 import random
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -218,3 +221,150 @@ def length_report(splits: Splits | Mapping[str, Sequence[Pair]], edges: Sequence
         lines.append(f"{label:<10}" + "".join(f"{counts[name][b]:>{width}}" for name in named))
     lines.append(f"{'total':<10}" + "".join(f"{len(pairs):>{width}}" for pairs in named.values()))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# References, neighbours and passages of consecutive pairs
+#
+# Every pair carries a reference: "Gen 1:1" for a Bible verse, the line number for a text or TSV corpus (or a
+# TSV column the config names). A reference ends in a number; two pairs are neighbours when they stand next to
+# each other in corpus order, their references read the same up to that number, and the numbers differ by one.
+# So verses are consecutive only within one book and chapter ("Gen 1:31" and "Gen 2:1" are not), and a pair
+# dropped by cleaning ("Gen 1:2" missing) breaks the run; in a text corpus neighbouring lines are consecutive.
+# The input built from several pairs joins their sides with spaces, and its reference joins theirs with "+".
+
+REF_JOIN = "+"
+_REF = re.compile(r"(.*?)(\d+)", re.S)
+
+
+class Passage(NamedTuple):
+    src: str
+    tgt: str
+    ref: str  # the references of its k pairs joined by "+"
+    window: int  # which window (0, 1, … in corpus order)
+    k: int  # pairs joined
+    group: int  # place among the window's groups of k (0, 1, …)
+
+
+class Joined(NamedTuple):
+    pairs: list[Pair]
+    refs: list[str]
+    k: list[int]  # pairs joined in each
+    too_long: int  # groups left out because a side had more than max_len words
+
+
+def ref_key(ref: str) -> tuple[str, int] | None:
+    """Return (what comes before the final number, the number) of a reference, or None if it ends in no number."""
+    match = _REF.fullmatch(ref)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def consecutive_runs(refs: Sequence[str]) -> list[range]:
+    """Return the maximal runs of consecutive positions, in order: each pair is the neighbour of the one before."""
+    keys = [ref_key(ref) for ref in refs]
+    runs, start = [], 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or not _follows(keys[i - 1], keys[i]):
+            runs.append(range(start, i))
+            start = i
+    return runs
+
+
+def _follows(before: tuple[str, int] | None, after: tuple[str, int] | None) -> bool:
+    return before is not None and after is not None and before[0] == after[0] and before[1] + 1 == after[1]
+
+
+def join_group(pairs: Sequence[Pair], refs: Sequence[str]) -> tuple[Pair, str]:
+    """Return the pair that joins `pairs` side by side (words separated by a space) and its reference."""
+    return (" ".join(s for s, _ in pairs), " ".join(t for _, t in pairs)), REF_JOIN.join(refs)
+
+
+def window_size(max_k: int) -> int:
+    """Return the verses in a passage window: lcm(1, …, max_k), the least that splits into groups of every k."""
+    if max_k < 1:
+        raise MtkitError(f"data.passage_max_k ({max_k}) must be at least 1")
+    return math.lcm(*range(1, max_k + 1))
+
+
+def _fits(pairs: Sequence[Pair], max_len: int) -> bool:
+    return sum(len(s.split()) for s, _ in pairs) <= max_len and sum(len(t.split()) for _, t in pairs) <= max_len
+
+
+def draw_windows(pairs: Sequence[Pair], refs: Sequence[str], n_windows: int, max_k: int, max_len: int,
+                 seed: int) -> list[list[int]]:
+    """Return `n_windows` windows of window_size(max_k) consecutive positions, the same for the same seed.
+
+    A window may start at any position where that many consecutive pairs follow (see `consecutive_runs`) and
+    every input `passage_inputs` would build from it has at most max_len words a side; starts are taken in a
+    seeded random order, skipping those that overlap a window already taken. Lengths decide only whether a window
+    is possible, never which one is drawn. Windows come back in corpus order, each as ascending positions.
+    """
+    if len(pairs) != len(refs):
+        raise MtkitError(f"{len(pairs)} pairs but {len(refs)} references; give one reference per pair")
+    size = window_size(max_k)
+    starts = [start for run in consecutive_runs(refs) for start in range(run.start, run.stop - size + 1)]
+    starts = [start for start in starts
+              if all(_fits(pairs[start + g:start + g + k], max_len) for k in range(1, max_k + 1)
+                     for g in range(0, size, k))]
+    random.Random(seed).shuffle(starts)
+    taken = bytearray(len(pairs))
+    chosen: list[int] = []
+    for start in starts:
+        if len(chosen) == n_windows:
+            break
+        if not any(taken[start:start + size]):
+            taken[start:start + size] = b"\x01" * size
+            chosen.append(start)
+    if len(chosen) < n_windows:
+        raise MtkitError(f"data.passage_windows ({n_windows}) is more than the corpus holds: only {len(chosen)} "
+                         f"windows of {size} consecutive pairs (data.passage_max_k {max_k}) with inputs of at most "
+                         f"data.max_len ({max_len}) words fit; lower data.passage_windows or data.passage_max_k")
+    return [list(range(start, start + size)) for start in sorted(chosen)]
+
+
+def passage_inputs(pairs: Sequence[Pair], refs: Sequence[str], windows: Sequence[Sequence[int]],
+                   max_k: int) -> list[Passage]:
+    """Return the inputs of k = 1…max_k consecutive pairs that cover each window, ordered by k, window, group.
+
+    Each window is cut into len(window) // k groups of k, so every k covers exactly the same pairs.
+    """
+    inputs = []
+    for k in range(1, max_k + 1):
+        for w, window in enumerate(windows):
+            if len(window) % k:
+                raise MtkitError(f"a window of {len(window)} pairs does not split into groups of {k}")
+            for g in range(len(window) // k):
+                group = window[g * k:(g + 1) * k]
+                (src, tgt), ref = join_group([pairs[i] for i in group], [refs[i] for i in group])
+                inputs.append(Passage(src, tgt, ref, w, k, g))
+    return inputs
+
+
+def join_consecutive(pairs: Sequence[Pair], refs: Sequence[str], max_k: int, max_len: int, seed: int) -> Joined:
+    """Return inputs of 2…max_k consecutive pairs joined, each pair in at most one, the same for the same seed.
+
+    Each run of consecutive pairs (see `consecutive_runs`) is cut from its start into groups whose sizes are
+    drawn at random from 2…max_k (the last group takes what is left if that is at least 2); a group with more
+    than max_len words on either side is left out and counted in `too_long`.
+    """
+    if len(pairs) != len(refs):
+        raise MtkitError(f"{len(pairs)} pairs but {len(refs)} references; give one reference per pair")
+    rng = random.Random(seed)
+    joined: list[Pair] = []
+    joined_refs: list[str] = []
+    sizes: list[int] = []
+    too_long = 0
+    for run in consecutive_runs(refs) if max_k >= 2 else []:
+        start = run.start
+        while run.stop - start >= 2:
+            size = min(rng.randint(2, max_k), run.stop - start)
+            group = range(start, start + size)
+            start += size
+            if not _fits([pairs[i] for i in group], max_len):
+                too_long += 1
+                continue
+            pair, ref = join_group([pairs[i] for i in group], [refs[i] for i in group])
+            joined.append(pair)
+            joined_refs.append(ref)
+            sizes.append(size)
+    return Joined(joined, joined_refs, sizes, too_long)

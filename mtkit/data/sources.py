@@ -74,6 +74,25 @@ def _column_index(path: Path, column: int | str, names: list[str], header: bool)
     return names.index(column)
 
 
+def line_refs(n_pairs: int, first_line: int = 1) -> list[str]:
+    """Return the references of pairs read one per line: their line numbers, from `first_line` on.
+
+    Line order then defines neighbours (`mtkit.data.corpus.consecutive_runs`): line 8 follows line 7.
+    """
+    return [str(number) for number in range(first_line, first_line + n_pairs)]
+
+
+def read_tsv_refs(path: Path, ref_column: int | str | None = None, header: bool = False) -> list[str]:
+    """Return the references of the pairs `read_tsv` reads: the values of `ref_column`, else the line numbers.
+
+    A reference column should end each value in a number that counts up by one between neighbours ("Gen.1.1",
+    "Gen.1.2"); line numbers count the header line too, so they are the numbers an editor shows.
+    """
+    if ref_column is None:
+        return line_refs(len(read_tsv(path, 0, 0, header=header)), first_line=2 if header else 1)
+    return [ref.strip() for ref, _ in read_tsv(path, ref_column, ref_column, header=header)]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # SWORD Bible modules
 
