@@ -17,7 +17,7 @@ import typer
 from mtkit.errors import MtkitError
 
 # OpenMP threads that wait for work sleep instead of spinning (torch is imported later, lazily).
-# Measured (scripts/bench.py, bench_bible model, 2 threads): with the other core busy, training
+# Measured (python -m benchmarks, bench_bible model, 2 threads): with the other core busy, training
 # ran at 618 target tok/s spinning and 992 sleeping, greedy decoding took 49 s and 31 s; on an
 # idle machine sleeping costs 1-6%. Set OMP_WAIT_POLICY=ACTIVE to choose spinning.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
