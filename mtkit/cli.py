@@ -101,6 +101,8 @@ def translate(
 def eval_(
     run: List[Path] = typer.Option([], help="Run directory to evaluate on its test split (repeatable; default: latest)."),
     by_length: bool = typer.Option(False, "--by-length", help="Also score buckets of sentence length and plot them."),
+    passages: bool = typer.Option(False, "--passages", help="Score each run on its passage set (data.passage_windows): "
+                                  "the same verses alone and joined into passages of k verses."),
     src: Optional[Path] = typer.Option(None, help="Source file, to score system outputs given with --hyp."),
     ref: Optional[Path] = typer.Option(None, help="Reference file (with --src and --hyp)."),
     hyp: List[Path] = typer.Option([], help="System output file (repeatable)."),
@@ -123,11 +125,18 @@ def eval_(
         bucket_edges = [int(e) for e in edges.split(",")] if edges else None
     except ValueError:
         raise MtkitError(f"--edges {edges!r}: give increasing whole numbers separated by commas, e.g. 10,20,30") from None
-    systems = compare.compare(runs=run, src=src, ref=ref, hyps=hyp, names=name, checkpoint=checkpoint, beam=beam,
-                              edges=bucket_edges, length_of=length_of, bootstrap=bootstrap if by_length else 0,
-                              seed=seed)
-    typer.echo(evaluate.format_table(systems) if by_length else evaluate.format_summary(systems))
-    for path in compare.write_results(systems, out or compare.default_out_dir(run, hyp), plot=by_length):
+    settings = dict(edges=bucket_edges, length_of=length_of, bootstrap=bootstrap if by_length else 0, seed=seed)
+    if passages:
+        if hyp or src or ref:
+            raise MtkitError("--passages scores runs on their own passage sets; drop --src/--ref/--hyp")
+        systems = compare.compare_passages(run, name, checkpoint, beam, **settings)
+        typer.echo(evaluate.format_passage_table(systems) if by_length else evaluate.format_summary(systems))
+    else:
+        systems = compare.compare(runs=run, src=src, ref=ref, hyps=hyp, names=name, checkpoint=checkpoint, beam=beam,
+                                  **settings)
+        typer.echo(evaluate.format_table(systems) if by_length else evaluate.format_summary(systems))
+    out_dir = out or compare.default_out_dir(run, hyp)
+    for path in compare.write_results(systems, out_dir, plot=by_length, prefix="passages_" if passages else ""):
         typer.echo(f"wrote {path}", err=True)
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from mtkit.config import Config, EvalConfig, load_config, update
 from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
-from mtkit.evaluate import SystemScore, evaluate_system, write_csv, write_json
+from mtkit.evaluate import SystemScore, evaluate_passages, evaluate_system, write_csv, write_json
 from mtkit.runs import LATEST, prepared_dir, read_latest, resolve_checkpoint
 from mtkit.translate import Translator
 
@@ -28,27 +28,54 @@ def run_test_outputs(run_dir: Path, checkpoint: str = "best", beam: int | None =
     Beam and length penalty left None come from the run's `decode` config. Translations are
     cached in `run_dir/eval/` and redone when the checkpoint is newer.
     """
+    return _split_outputs(Path(run_dir), "test", checkpoint, beam, length_penalty)
+
+
+class PassageOutputs(NamedTuple):
+    """A run's passage inputs, its translations, the references and how many verses each input joins."""
+
+    srcs: list[str]
+    hyps: list[str]
+    refs: list[str]
+    ks: list[int]
+
+
+def run_passage_outputs(run_dir: Path, checkpoint: str = "best", beam: int | None = None,
+                        length_penalty: float | None = None) -> PassageOutputs:
+    """Return a run's passage set (`data.passage_windows`) with its translations, cached like the test split's."""
     prepared = prepared_dir(run_dir)
-    src_path, ref_path = prepared / "test.src", prepared / "test.tgt"
+    table = prepared / "passages.tsv"
+    if not table.is_file():
+        raise MtkitError(f"{run_dir}: its prepared data {prepared} has no passage set; set data.passage_windows "
+                         "(e.g. 250) in the run's config, prepare and train again")
+    ks = [int(row.split("\t")[2]) for row in read_lines(table)[1:]]  # columns: ref, window, k, group
+    srcs, hyps, refs = _split_outputs(Path(run_dir), "passages", checkpoint, beam, length_penalty)
+    return PassageOutputs(srcs, hyps, refs, ks)
+
+
+def _split_outputs(run_dir: Path, split: str, checkpoint: str, beam: int | None,
+                   length_penalty: float | None) -> tuple[list[str], list[str], list[str]]:
+    prepared = prepared_dir(run_dir)
+    src_path, ref_path = prepared / f"{split}.src", prepared / f"{split}.tgt"
     if not src_path.is_file():
-        raise MtkitError(f"{run_dir}: its prepared data {prepared} has no test split; run `mtkit prepare` on its config")
+        raise MtkitError(f"{run_dir}: its prepared data {prepared} has no {split} split; run `mtkit prepare` on its config")
     srcs, refs = read_lines(src_path), read_lines(ref_path)
     if not srcs:
-        raise MtkitError(f"{src_path}: the run's test split is empty; set data.test_size or data.test_src/test_tgt")
-    ckpt = resolve_checkpoint(Path(run_dir), checkpoint)
+        raise MtkitError(f"{src_path}: the run's {split} split is empty; set data.test_size or data.test_src/test_tgt")
+    ckpt = resolve_checkpoint(run_dir, checkpoint)
     translator = None
     if beam is None or length_penalty is None:
         translator = Translator.from_checkpoint(ckpt)
         settings = translator.settings(beam=beam, length_penalty=length_penalty)
         beam, length_penalty = settings.beam, settings.length_penalty
-    cache = Path(run_dir) / "eval" / f"test.{ckpt.stem}.beam{beam}.lp{length_penalty:g}.hyp"
+    cache = run_dir / "eval" / f"{split}.{ckpt.stem}.beam{beam}.lp{length_penalty:g}.hyp"
     if cache.is_file() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
         hyps = read_lines(cache)
         if len(hyps) == len(srcs):
-            log.info("%s: using cached test translations %s", run_dir, cache)
+            log.info("%s: using cached %s translations %s", run_dir, split, cache)
             return srcs, hyps, refs
     translator = translator or Translator.from_checkpoint(ckpt)
-    log.info("%s: translating %d test sentences (beam %d)", run_dir, len(srcs), beam)
+    log.info("%s: translating %d %s sentences (beam %d)", run_dir, len(srcs), split, beam)
     hyps = [t.text for t in translator.translate(srcs, beam=beam, length_penalty=length_penalty)]
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
@@ -107,6 +134,23 @@ def compare(
     return systems
 
 
+def compare_passages(runs: Sequence[Path] = (), names: Sequence[str] = (), checkpoint: str = "best",
+                     beam: int | None = None, edges: Sequence[int] | None = None, length_of: str | None = None,
+                     bootstrap: int | None = None, seed: int | None = None) -> list[SystemScore]:
+    """Return each run's scores on its passage set: by input length, and by verses joined (`SystemScore.by_k`)."""
+    runs = list(runs) or [read_latest()]
+    if names and len(names) != len(runs):
+        raise MtkitError(f"--name given {len(names)} times for {len(runs)} runs; give one per run")
+    s = eval_settings(runs, edges, length_of, bootstrap, seed)
+    labels = list(names) or [Path(r).resolve().name for r in runs]
+    systems = []
+    for label, run in zip(labels, runs):
+        out = run_passage_outputs(Path(run), checkpoint, beam)
+        systems.append(evaluate_passages(label, out.srcs, out.hyps, out.refs, out.ks, s.edges, s.length_of,
+                                         s.bootstrap, s.bootstrap_seed))
+    return systems
+
+
 def default_out_dir(runs: Sequence[Path], hyps: Sequence[Path] = ()) -> Path:
     """Return where results go: the first run's eval/ (the latest run's when none), else results/eval."""
     if runs:
@@ -116,15 +160,21 @@ def default_out_dir(runs: Sequence[Path], hyps: Sequence[Path] = ()) -> Path:
     return Path("results") / "eval"
 
 
-def write_results(systems: Sequence[SystemScore], out_dir: Path, plot: bool = True) -> list[Path]:
-    """Write scores.json, scores.csv and (with `plot`) bleu_by_length.png into `out_dir`; return the paths."""
+def write_results(systems: Sequence[SystemScore], out_dir: Path, plot: bool = True, prefix: str = "") -> list[Path]:
+    """Write PREFIXscores.json, PREFIXscores.csv and (with `plot`) PREFIXbleu_by_length.png into `out_dir`.
+
+    Returns the paths. The study writes its verse scores without a prefix and its passage scores
+    with "passages_".
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [write_json(systems, out_dir / "scores.json"), write_csv(systems, out_dir / "scores.csv")]
+    paths = [write_json(systems, out_dir / f"{prefix}scores.json"), write_csv(systems, out_dir / f"{prefix}scores.csv")]
     if plot:
         from mtkit.plots import plot_bleu_by_length  # matplotlib only when a figure is wanted
 
         side = "source" if systems[0].length_of == "src" else "reference"
-        paths.append(plot_bleu_by_length(list(systems), out_dir / "bleu_by_length.png",
-                                         title=f"BLEU by {side} sentence length"))
+        what = "input" if systems[0].by_k else "sentence"
+        paths.append(plot_bleu_by_length(list(systems), out_dir / f"{prefix}bleu_by_length.png",
+                                         title=f"BLEU by {side} {what} length"
+                                               + (" (passages of consecutive verses)" if systems[0].by_k else "")))
     return paths

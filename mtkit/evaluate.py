@@ -12,9 +12,9 @@ import csv
 import json
 import logging
 import typing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
@@ -47,6 +47,7 @@ class BucketScore:
     ci_low: float | None  # 95% bootstrap interval, None when empty or not computed
     ci_high: float | None
     chrf: float | None
+    ratio: float | None = None  # output / reference length (sacrebleu's tokens): below 1 the brevity penalty bites
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class SystemScore:
     n_boot: int = DEFAULTS.bootstrap
     seed: int = DEFAULTS.bootstrap_seed
     edges: tuple[int, ...] = DEFAULTS.edges
+    by_k: list[BucketScore] = field(default_factory=list)  # passages: one bucket per number of verses joined
 
 
 class CorpusScores(NamedTuple):
@@ -158,24 +160,31 @@ def _line_stats(hyps: Sequence[str], refs: Sequence[str]) -> _LineStats:
 
 def _bucket_scores(stats: _LineStats, lengths: Sequence[int], edges: Sequence[int],
                    n_boot: int, seed: int) -> list[BucketScore]:
+    which = np.array([bucket_index(n, edges) for n in lengths], dtype=np.int64)  # (N,)
+    return _group_scores(stats, which, bucket_bounds(edges), n_boot, seed)
+
+
+def _group_scores(stats: _LineStats, which: np.ndarray, bounds: Sequence[tuple[str, int, int | None]],
+                  n_boot: int, seed: int) -> list[BucketScore]:
+    """Return one BucketScore per (label, low, high) of `bounds`, scoring the lines whose `which` is its index."""
     if n_boot < 0:
         raise MtkitError(f"n_boot={n_boot} must be 0 (no confidence interval) or a positive count.")
-    bounds = bucket_bounds(edges)
-    which = np.array([bucket_index(n, edges) for n in lengths], dtype=np.int64)  # (N,)
     buckets = []
     for i, (label, low, high) in enumerate(bounds):
         rows = np.flatnonzero(which == i)
         if rows.size == 0:
             buckets.append(BucketScore(label, low, high, 0, None, None, None, None))
             continue
-        bleu = _score(stats.bleu_metric, stats.bleu[rows].sum(axis=0))
+        summed = stats.bleu[rows].sum(axis=0)  # sacrebleu's BLEU statistics start with output and reference length
+        bleu = _score(stats.bleu_metric, summed)
         chrf = _score(stats.chrf_metric, stats.chrf[rows].sum(axis=0))
         ci_low = ci_high = None
         if n_boot > 0:
             # One generator per bucket, so a bucket's interval does not depend on the others.
             rng = np.random.default_rng([seed, i])
             ci_low, ci_high = _bootstrap_ci(stats.bleu_metric, stats.bleu[rows], n_boot, rng)
-        buckets.append(BucketScore(label, low, high, int(rows.size), bleu, ci_low, ci_high, chrf))
+        ratio = float(summed[0] / summed[1]) if summed[1] else None
+        buckets.append(BucketScore(label, low, high, int(rows.size), bleu, ci_low, ci_high, chrf, ratio))
     return buckets
 
 
@@ -221,6 +230,25 @@ def evaluate_system(name: str, srcs: Sequence[str], hyps: Sequence[str], refs: S
     return SystemScore(name, bleu, chrf, stats.bleu_metric.get_signature().format(),
                        stats.chrf_metric.get_signature().format(), len(hyps), buckets,
                        length_of, n_boot, seed, tuple(int(e) for e in edges))
+
+
+def evaluate_passages(name: str, srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str], ks: Sequence[int],
+                      edges: Sequence[int] = DEFAULTS.edges,
+                      length_of: Literal["src", "ref"] = DEFAULTS.length_of,
+                      n_boot: int = DEFAULTS.bootstrap, seed: int = DEFAULTS.bootstrap_seed) -> SystemScore:
+    """Return `evaluate_system`'s scores of passage inputs, plus `by_k`: one bucket per number k of verses joined.
+
+    Every k covers the same verses, so the `by_k` buckets score the same content alone (k = 1) and
+    inside longer passages: the paired view of length with content held fixed.
+    """
+    system = evaluate_system(name, srcs, hyps, refs, edges, length_of, n_boot, seed)
+    if len(ks) != len(hyps):
+        raise MtkitError(f"System {name!r}: {len(ks)} passage sizes for {len(hyps)} lines")
+    values = sorted(set(ks))
+    which = np.array([values.index(k) for k in ks], dtype=np.int64)  # (N,)
+    bounds = [(f"k={k}", k, k) for k in values]
+    by_k = _group_scores(_line_stats(hyps, refs), which, bounds, n_boot, seed + 1)
+    return replace(system, by_k=by_k)
 
 
 def _bleu_cell(b: BucketScore) -> str:
@@ -283,7 +311,39 @@ def format_table(systems: Sequence[SystemScore]) -> str:
     return "\n".join(out)
 
 
-CSV_COLUMNS = ["system", "bucket", "low", "high", "count", "bleu", "ci_low", "ci_high", "chrf",
+def format_passage_table(systems: Sequence[SystemScore]) -> str:
+    """Return the passage tables: by number of verses joined (the same verses in every row), then by input length.
+
+    Each system gets BLEU [95% CI], chrF and the output/reference length ratio per row: on long
+    inputs BLEU alone is swayed by the brevity penalty, which chrF and the ratio show apart.
+    """
+    if not systems:
+        return "(no systems)"
+    side = "src" if systems[0].length_of == "src" else "ref"
+    out = ["Passages of k consecutive verses: every k covers the same verses", ""]
+    out += _score_rows(systems, lambda s: s.by_k, "verses")
+    out += ["", f"Passages by input length ({side} words)", ""]
+    out += _score_rows(systems, lambda s: s.buckets, f"{side} words")
+    return "\n".join(out)
+
+
+def _score_rows(systems: Sequence[SystemScore], buckets_of: Callable[[SystemScore], list[BucketScore]],
+                first: str) -> list[str]:
+    header = [first, "n"] + [f"{s.name} {col}" for s in systems for col in ("BLEU [95% CI]", "chrF", "len")]
+    rows = []
+    for i, bucket in enumerate(buckets_of(systems[0])):
+        row = [bucket.label, str(bucket.count)]
+        for s in systems:
+            b = buckets_of(s)[i]
+            row += [_bleu_cell(b), "-" if b.chrf is None else f"{b.chrf:.1f}",
+                    "-" if b.ratio is None else f"{b.ratio:.2f}"]
+        rows.append(row)
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    return ["  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]).rstrip()
+            for r in [header, *rows]]
+
+
+CSV_COLUMNS = ["system", "bucket", "low", "high", "count", "bleu", "ci_low", "ci_high", "chrf", "ratio",
                "length_of", "bleu_signature", "chrf_signature"]
 
 
@@ -297,10 +357,10 @@ def write_csv(systems: Sequence[SystemScore], path: Path) -> Path:
         for s in systems:
             common = {"system": s.name, "length_of": s.length_of,
                       "bleu_signature": s.bleu_signature, "chrf_signature": s.chrf_signature}
-            for b in s.buckets:
+            for b in s.buckets + s.by_k:  # by_k rows are labelled k=1, k=2, ...
                 writer.writerow({**common, "bucket": b.label, "low": b.low, "high": b.high,
                                  "count": b.count, "bleu": b.bleu, "ci_low": b.ci_low,
-                                 "ci_high": b.ci_high, "chrf": b.chrf})
+                                 "ci_high": b.ci_high, "chrf": b.chrf, "ratio": b.ratio})
             writer.writerow({**common, "bucket": "all", "low": "", "high": "", "count": s.count,
                              "bleu": s.bleu, "ci_low": "", "ci_high": "", "chrf": s.chrf})
     return path
@@ -335,7 +395,8 @@ def load_json(path: Path) -> list[SystemScore]:
                          f"this mtkit reads version {JSON_VERSION}. Re-run the evaluation.")
     try:
         return [SystemScore(**{**s, "edges": tuple(s["edges"]),
-                               "buckets": [BucketScore(**b) for b in s["buckets"]]})
+                               "buckets": [BucketScore(**b) for b in s["buckets"]],
+                               "by_k": [BucketScore(**b) for b in s.get("by_k", [])]})
                 for s in data["systems"]]
     except (KeyError, TypeError) as e:
         raise MtkitError(f"{path} has a malformed system entry ({e}); rewrite it with write_json.") from None

@@ -48,11 +48,29 @@ def plot_bleu_by_length(systems: Sequence[SystemScore], out: Path,
 
     The bucket's sentence count is printed under each x tick label; empty buckets leave a gap.
     """
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    _draw_bleu_by_length(ax, systems, title)
+    return _save(fig, out)
+
+
+def plot_length_study(verses: Sequence[SystemScore], passages: Sequence[SystemScore], out: Path) -> Path:
+    """Return `out` after drawing the study's two panels side by side, on one BLEU scale.
+
+    (a) BLEU by source length on single verses; (b) BLEU by input length on passages of the same
+    verses joined, where content is the same at every length.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), layout="constrained", sharey=True)
+    _draw_bleu_by_length(left, verses, "(a) single verses: BLEU by source length")
+    _draw_bleu_by_length(right, passages, "(b) passages of 1-3 consecutive verses: BLEU by input length")
+    right.set_xlabel(right.get_xlabel().replace("sentence length", "input length").replace("sentences", "inputs"))
+    return _save(fig, out)
+
+
+def _draw_bleu_by_length(ax: plt.Axes, systems: Sequence[SystemScore], title: str) -> None:
     if not systems:
-        raise ValueError("plot_bleu_by_length needs at least one SystemScore")
+        raise ValueError("plotting BLEU by length needs at least one SystemScore")
     labels = [b.label for b in systems[0].buckets]
     x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     for system in systems:
         if [b.label for b in system.buckets] != labels:
             raise MtkitError(f"System {system.name!r} has length buckets "
@@ -76,7 +94,6 @@ def plot_bleu_by_length(systems: Sequence[SystemScore], out: Path,
     has_ci = any(b.ci_low is not None for s in systems for b in s.buckets)
     ax.legend(title="shaded: 95% bootstrap CI" if has_ci else None)
     ax.set_title(title)
-    return _save(fig, out)
 
 
 def _is_control(piece: str) -> bool:

@@ -3,6 +3,7 @@ and the user errors that must end in one `error: ...` line with exit status 2, n
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -26,6 +27,8 @@ data:
   dev_size: 30
   test_size: 30
   length_edges: [3, 6]
+  passage_windows: 5  # windows of 2 consecutive lines, read alone (k=1) and joined (k=2)
+  passage_max_k: 2
 tokenizer:
   vocab_size: 40
 model:
@@ -178,6 +181,35 @@ def test_eval_by_length_writes_scores_and_a_png(project, monkeypatch):
     assert sum(b["count"] for b in system["buckets"]) == 30
     assert lines_of(out / "scores.csv")[0].startswith("system,bucket,")
     assert_png(out / "bleu_by_length.png")
+
+
+def test_eval_passages_scores_the_same_lines_alone_and_joined(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    result = mtkit("eval", "--passages", "--by-length", "--bootstrap", "50", "--out", "out/passages")
+    assert result.code == 0, result
+    assert "every k covers the same verses" in result.stdout and "k=2" in result.stdout
+    system = json.loads((project.root / "out/passages/passages_scores.json").read_text())["systems"][0]
+    by_k = {b["label"]: b for b in system["by_k"]}
+    assert by_k["k=1"]["count"] == 10 and by_k["k=2"]["count"] == 5  # 5 windows of 2 lines
+    assert system["count"] == 15 and sum(b["count"] for b in system["buckets"]) == 15
+    assert all(b["ratio"] is None or b["ratio"] > 0 for b in system["by_k"] + system["buckets"])
+    rows = list(csv.DictReader(open(project.root / "out/passages/passages_scores.csv", encoding="utf-8")))
+    assert [r["bucket"] for r in rows if r["bucket"].startswith("k=")] == ["k=1", "k=2"]
+    assert_png(project.root / "out/passages/passages_bleu_by_length.png")
+    joined = (project.root / "runs/tiny/eval").glob("passages.best.*.hyp")
+    assert len(lines_of(next(joined))) == 15  # translations cached beside the test split's
+
+
+def test_eval_passages_of_a_run_without_them_says_how_to_get_them(project, monkeypatch, tmp_path):
+    monkeypatch.chdir(project.root)
+    prepared = json.loads((project.root / "runs/tiny/data.json").read_text())["prepared"]
+    table = Path(prepared) / "passages.tsv"
+    saved = table.read_bytes()
+    table.unlink()
+    try:
+        assert_user_error(mtkit("eval", "--passages"), "has no passage set; set data.passage_windows")
+    finally:
+        table.write_bytes(saved)
 
 
 def test_eval_output_files_with_names(project, monkeypatch, tmp_path):

@@ -161,3 +161,26 @@ def test_load_json_rejects_other_files(tmp_path):
     with pytest.raises(MtkitError, match="not an mtkit evaluation file"):
         load_json(tmp_path / "other.json")
 
+
+
+def test_passages_by_k_score_each_k_apart_with_length_ratios():
+    from mtkit.evaluate import evaluate_passages
+
+    verses = ["the cat sat on the mat", "a dog ran in the park", "birds sing at dawn", "fish swim in the sea"]
+    joined = [" ".join(verses[:2]), " ".join(verses[2:])]
+    refs = verses + joined
+    hyps = verses + [" ".join(verses[0].split()[:3]), " ".join(verses[2].split()[:2])]  # k=2: short outputs
+    system = evaluate_passages("m", refs, hyps, refs, [1, 1, 1, 1, 2, 2], edges=(5, 10), n_boot=20)
+    k1, k2 = system.by_k
+    assert (k1.label, k1.count, k2.label, k2.count) == ("k=1", 4, "k=2", 2)
+    assert k1.bleu == pytest.approx(100.0) and k1.ratio == pytest.approx(1.0)
+    assert k2.bleu < 10 and k2.ratio == pytest.approx(5 / 21)  # 3 + 2 output words for 12 + 9 reference words
+    assert sum(b.count for b in system.buckets) == 6 and system.count == 6
+    assert load_json(write_json([system], tmp_json())) == [system]  # by_k survives the JSON round trip
+
+
+def tmp_json():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp()) / "scores.json"

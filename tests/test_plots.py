@@ -5,7 +5,7 @@ import pytest
 
 from mtkit.evaluate import BucketScore, SystemScore
 from mtkit.plots import (merge_subwords, plot_alignment_lines, plot_attention_heatmap,
-                         plot_bleu_by_length, text_grid)
+                         plot_bleu_by_length, plot_length_study, text_grid)
 
 
 def png_size(path) -> tuple[int, int]:
@@ -33,6 +33,15 @@ def test_bleu_by_length_png(tmp_path):
     out = plot_bleu_by_length([system("a", [20.0, None, 15.0]), system("b", [18.0, 17.0, 10.0])],
                               tmp_path / "figs" / "bleu.png")
     assert out.exists() and png_size(out) == (1200, 750)  # 8 × 5 in at 150 dpi
+
+
+def test_length_study_has_two_panels_side_by_side(tmp_path):
+    verses = [system("a", [20.0, 18.0, 15.0]), system("b", [30.0, 31.0, 29.0])]
+    passages = [system("a", [19.0, 12.0, 6.0]), system("b", [29.0, 28.0, 27.0])]
+    out = plot_length_study(verses, passages, tmp_path / "study.png")
+    assert png_size(out) == (2100, 750)  # 14 × 5 in at 150 dpi
+    with pytest.raises(ValueError):
+        plot_length_study(verses, [], tmp_path / "none.png")
 
 
 def test_heatmap_png_grows_with_tokens(tmp_path):
