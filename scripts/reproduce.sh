@@ -49,17 +49,20 @@ while [ "${#pids[@]}" -gt 0 ] && kill -0 "${pids[@]}" 2>/dev/null; do
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-echo "== 3/4 translate each test split (beam search) and score BLEU by source length"
-# Each run's test translation is cached in RUN/eval/, so translate them side by side first.
+echo "== 3/4 translate each test split and passage set (beam search); score BLEU by length"
+# Each run's translations are cached in RUN/eval/, so translate them side by side first.
 pids=()
 for run in "${runs[@]}"; do
-  $MTKIT eval --run "$run" --threads "$([ "$PARALLEL" = 1 ] && echo 1 || nproc)" >/dev/null &
+  threads=$([ "$PARALLEL" = 1 ] && echo 1 || nproc)
+  ($MTKIT eval --run "$run" --threads "$threads" >/dev/null && \
+   $MTKIT eval --run "$run" --passages --threads "$threads" --out "$run/eval/passages" >/dev/null) &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 run_args=()
 for i in "${!runs[@]}"; do run_args+=(--run "${runs[$i]}" --name "$(basename "${CONFIGS[$i]}" .yaml | sed 's/^bible_//')"); done
 $MTKIT eval "${run_args[@]}" --by-length --out "$OUT" | tee "$OUT/table.txt"
+$MTKIT eval "${run_args[@]}" --by-length --passages --out "$OUT" | tee "$OUT/passages_table.txt"
 
 echo "== 4/4 summary, and BLEU by length within bands of training overlap (see the README)"
 "$PYTHON" "$ROOT/scripts/overlap_by_length.py" "${runs[@]}" --plot "$OUT/bleu_by_length_high_overlap.png" > "$OUT/overlap_by_length.txt"

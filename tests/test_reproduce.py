@@ -33,5 +33,11 @@ def test_reproduce_pipeline_at_tiny_scale(tmp_path):
     overlap = (results / "overlap_by_length.txt").read_text().splitlines()
     assert overlap[1].startswith("mean overlap") and sum("bible_rnnencdec" in line for line in overlap) == 3
     assert (results / "bleu_by_length_high_overlap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    passages = json.loads((results / "passages_scores.json").read_text())["systems"]
+    assert [[b["label"] for b in s["by_k"]] for s in passages] == [["k=1", "k=2", "k=3"]] * 2
+    assert [b["count"] for b in passages[0]["by_k"]] == [1500, 750, 500]  # 250 windows of 6 verses
+    assert (results / "length_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(b) passages" in summary and "Criteria stated before the run" in summary
+    assert summary.count("PASS") + summary.count("MISS") == 3
     for run in ("bible_rnnencdec", "bible_rnnsearch"):
         assert (tmp_path / "runs" / run / "best.pt").is_file()

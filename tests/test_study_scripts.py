@@ -45,3 +45,22 @@ def test_within_bucket_shuffle_is_a_permutation_that_keeps_every_line_in_its_buc
     assert order != list(range(len(srcs)))  # something moved
     bucket = [bucket_index(len(s.split()), DEFAULT_EDGES) for s in srcs]
     assert all(bucket[i] == bucket[j] for i, j in enumerate(order))
+
+
+def test_verdict_passes_and_misses_on_the_stated_thresholds():
+    from mtkit.evaluate import BucketScore
+
+    summarize = script("summarize")
+
+    def b(label, bleu, low, high):
+        return BucketScore(label, 0, None, 100, bleu, low, high, None)
+
+    short, long = summarize.SHORT, summarize.LONG
+    encdec = {short: b(short, 20.0, 18.0, 22.0), long: b(long, 11.0, 10.0, 12.0)}  # 0.55, intervals apart
+    search = {short: b(short, 30.0, 28.0, 32.0), long: b(long, 27.0, 25.0, 29.0)}  # 0.90
+    lines = summarize.verdict(encdec, search, [(encdec[short], search[short]), (encdec[long], search[long])])
+    assert [line.rsplit("— ", 1)[1] for line in lines] == ["PASS", "PASS", "PASS"]
+    near = {short: encdec[short], long: b(long, 11.0, 10.0, 18.5)}  # 0.55 but the intervals overlap
+    weak = {short: search[short], long: b(long, 25.0, 23.0, 27.0)}  # 0.83
+    lines = summarize.verdict(near, weak, [(near[long], b(long, 10.0, 9.0, 11.0))])
+    assert lines[0].endswith("MISS") and lines[1].endswith("MISS") and "MISS: not in 41-60" in lines[2]
