@@ -100,20 +100,8 @@ def prepare(cfg: Config, force: bool = False) -> Prepared:
     start = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     stages = tqdm(total=5, desc="prepare", unit="stage", disable=None, leave=False)
-    stages.set_postfix_str(f"reading the {cfg.data.source} source")
-    source = read_source_with_refs(cfg.data)
+    source, cleaned, kept, kept_refs = _read_and_clean(cfg.data, stages)
     pairs, dropped_at_source = source.pairs, source.dropped
-    log.info("read %d pairs from the %s source", len(pairs), cfg.data.source)
-    stages.update()
-    stages.set_postfix_str("cleaning and splitting")
-    cleaned = corpus.clean(pairs, min_len=cfg.data.min_len, max_len=cfg.data.max_len, max_ratio=cfg.data.max_ratio)
-    kept = cleaned.pairs
-    kept_refs = [source.refs[i] for i in cleaned.kept_indices]
-    if cfg.data.max_sentences is not None:
-        kept, kept_refs = kept[: cfg.data.max_sentences], kept_refs[: cfg.data.max_sentences]
-    if not kept:
-        raise MtkitError(f"no sentence pairs left after cleaning ({corpus.format_dropped(cleaned.dropped)}); "
-                         "check data.min_len / data.max_len / data.max_ratio")
     drawn = _split(cfg, kept, kept_refs)
     splits, refs = drawn.splits, drawn.refs
     # Running text: joined inputs of consecutive training pairs, appended after the single pairs. The tokenizer
@@ -156,6 +144,24 @@ def prepare(cfg: Config, force: bool = False) -> Prepared:
     # The batch line depends on train.batch_tokens, which the cache does not: it is added on every call.
     report += "\n" + _batch_report(cfg, encoded["train"])
     return Prepared(directory, fingerprint, tokenizer, encoded, report, reused=False, refs=refs, passages=passages)
+
+
+def _read_and_clean(data: DataConfig, stages: tqdm) -> tuple[SourceCorpus, corpus.Cleaned, list, list[str]]:
+    """Return the source as read, its cleaning, and the kept pairs with their references (data.max_sentences applied)."""
+    stages.set_postfix_str(f"reading the {data.source} source")
+    source = read_source_with_refs(data)
+    log.info("read %d pairs from the %s source", len(source.pairs), data.source)
+    stages.update()
+    stages.set_postfix_str("cleaning and splitting")
+    cleaned = corpus.clean(source.pairs, min_len=data.min_len, max_len=data.max_len, max_ratio=data.max_ratio)
+    kept = cleaned.pairs
+    kept_refs = [source.refs[i] for i in cleaned.kept_indices]
+    if data.max_sentences is not None:
+        kept, kept_refs = kept[: data.max_sentences], kept_refs[: data.max_sentences]
+    if not kept:
+        raise MtkitError(f"no sentence pairs left after cleaning ({corpus.format_dropped(cleaned.dropped)}); "
+                         "check data.min_len / data.max_len / data.max_ratio")
+    return source, cleaned, kept, kept_refs
 
 
 def data_fingerprint(cfg: Config) -> str:
