@@ -403,7 +403,8 @@ class ModelView {
     const cell = 20;
     const left = Math.max(...d.tgt.map((w) => measure(w)), 20) + 10;
     const top = Math.min(130, Math.max(...d.src.map((w) => measure(w)), 20) * 0.87 + 14);  // labels at -60°
-    const width = left + cell * d.src.length + 8, height = top + cell * d.tgt.length + 6;
+    const right = measure(d.src[d.src.length - 1] || "") * 0.5 + 8;  // the last label leans right
+    const width = left + cell * d.src.length + right, height = top + cell * d.tgt.length + 6;
     const root = svg("svg", { class: "heat", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
       "aria-label": "attention heatmap" });
     d.src.forEach((word, s) => {
@@ -523,8 +524,10 @@ async function loadScores() {
 function drawChart(data) {
   const buckets = data.buckets;
   const systems = data.systems;
-  const width = 760, height = 320, left = 48, right = 170, top = 20, bottom = 46;
-  const plotW = width - left - right, plotH = height - top - bottom;
+  const legend = (s) => `${s.name} (BLEU ${s.bleu.toFixed(1)})`;
+  const right = Math.max(120, ...systems.map((s) => measure(legend(s)))) + 56;  // room for the legend
+  const plotW = 560, plotH = 254, left = 48, top = 20, bottom = 46;
+  const width = left + plotW + right, height = top + plotH + bottom;
   const high = Math.max(10, ...systems.flatMap((s) => s.buckets.map((b) => b.ci_high ?? b.bleu ?? 0)));
   const ymax = Math.ceil(high / 10) * 10;
   const x = (i) => left + plotW * (i + 0.5) / buckets.length;
@@ -569,7 +572,7 @@ function drawChart(data) {
     root.append(svg("path", { d: path, stroke: color, class: "series" }));
     const ly = top + 14 + k * 20;
     root.append(svg("line", { x1: left + plotW + 16, x2: left + plotW + 36, y1: ly - 4, y2: ly - 4, stroke: color, class: "series" }));
-    root.append(svg("text", { x: left + plotW + 42, y: ly, class: "legend" }, `${system.name} (${system.bleu.toFixed(1)})`));
+    root.append(svg("text", { x: left + plotW + 42, y: ly, class: "legend" }, legend(system)));
   });
   $("#chart").replaceChildren(root);
 }
@@ -622,8 +625,8 @@ async function showExamples(bucket, offset) {
     offset + shown < data.total ? el("button", { type: "button", text: "next ▶", onclick: () => showExamples(bucket, offset + 5) }) : null);
   const items = data.examples.map((ex) => {
     const outputs = Object.entries(ex.outputs).map(([run, out]) =>
-      el("div", { class: "output" }, el("span", { class: "label", text: run }), el("span", { text: out.text }),
-        el("small", { text: ` (${out.from})` })));
+      el("div", { class: "output" }, el("span", { class: "label run" }, run, el("small", { text: out.from })),
+        el("span", { text: out.text })));
     return el("article", { class: "example" },
       el("div", { class: "ex-meta" }, `test line ${ex.line} · ${ex.words} words `,
         el("button", { type: "button", text: "see where the models look",
@@ -634,7 +637,7 @@ async function showExamples(bucket, offset) {
   });
   const note = data.other_test_split.length
     ? el("p", { class: "note", text: `${data.other_test_split.join(", ")}: tested on another split, so not shown here` }) : null;
-  box.replaceChildren(header, ...items, note);
+  box.replaceChildren(...[header, ...items, note].filter(Boolean));
 }
 
 document.addEventListener("DOMContentLoaded", init);
