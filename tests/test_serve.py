@@ -73,6 +73,7 @@ def test_runs_lists_the_models_in_the_order_given(client):
     data = client.get("/api/runs").json()
     assert [(r["name"], r["attention"]) for r in data["runs"]] == [("att", True), ("none", False)]
     assert data["limits"]["max_beam"] == MAX_BEAM and data["length_of"] == "src"
+    assert all(r["scored"] for r in data["runs"])  # both systems are in the first run's eval/scores.json
     assert [b["label"] for b in data["buckets"]] == ["1-4", "5-8", "9+"]
     assert sum(b["count"] for b in data["buckets"]) == data["runs"][0]["test_sentences"] == 30
 
@@ -155,7 +156,7 @@ def test_an_oversized_body_is_refused_before_it_is_read(client):
     assert response.status_code == 413 and response.json()["field"] == "body"
 
 
-def test_scores_and_examples_come_from_the_runs_eval_outputs(client):
+def test_scores_and_examples_come_from_the_runs_eval_outputs(client, service):
     scores = client.get("/api/scores").json()
     assert [s["name"] for s in scores["systems"]] == ["att", "none"] and scores["note"] is None
     bucket = scores["systems"][0]["buckets"][1]
@@ -164,10 +165,19 @@ def test_scores_and_examples_come_from_the_runs_eval_outputs(client):
     assert examples["total"] == bucket["count"] and len(examples["examples"]) == min(3, bucket["count"])
     for ex in examples["examples"]:
         assert 5 <= ex["words"] <= 8 and ex["reference"]
-        assert {run: out["from"] for run, out in ex["outputs"].items()} == {
-            "att": "mtkit eval, beam 2", "none": "mtkit eval, beam 2"}
+        assert {run: (out["from"], out["beam"]) for run, out in ex["outputs"].items()} == {
+            "att": ("mtkit eval, beam 2", 2), "none": ("mtkit eval, beam 2", 2)}
+        assert ex["outputs"]["att"]["text"] == service.translate(ex["source"], ["att"], beam=2)["results"][0]["translation"]
     bare = client.get("/api/examples?bucket=5-8&count=3&outputs=false").json()
     assert all(ex["outputs"] == {} for ex in bare["examples"])
+
+
+def test_examples_without_eval_outputs_are_translated_then_with_the_runs_beam(runs, tmp_path):
+    bare = Path(shutil.copytree(runs[1], tmp_path / "none", ignore=shutil.ignore_patterns("eval")))
+    service = Service.from_run_dirs([bare])
+    assert service.scores()["systems"] == [] and "mtkit eval" in service.scores()["note"]
+    example = service.examples("1-10", 0, 1)["examples"][0]  # the run's eval.edges, as no scores.json says otherwise
+    assert example["outputs"]["none"]["from"] == "translated now, beam 2"
 
 
 def test_the_page_ships_in_the_package_and_fetches_nothing_from_elsewhere(client):

@@ -144,6 +144,7 @@ class Service:
         base = next((r for r in runs if r.test_src), None)
         self._base = base  # the run whose test split the examples come from
         self._edges, self._length_of = self._bucketing(runs)
+        self._scored = {system.name for run in runs for system in run.scores}  # `mtkit eval` labels runs by name
 
     @classmethod
     def from_run_dirs(cls, run_dirs: Sequence[Path], checkpoint: str = "best",
@@ -170,7 +171,7 @@ class Service:
             "attention_kind": cfg.model.attention.kind, "decoder": cfg.model.decoder, "cell": cfg.model.cell,
             "parameters": sum(p.numel() for p in run.translator.model.parameters()),
             "beam": cfg.decode.beam, "max_src_len": cfg.decode.max_src_len,
-            "test_sentences": len(run.test_src or []), "scored": bool(run.scores),
+            "test_sentences": len(run.test_src or []), "scored": run.name in self._scored,
         }
 
     # -- translate ----------------------------------------------------------------------------------------------
@@ -298,9 +299,9 @@ class Service:
             for run in self._runs.values():
                 if run.name in other:
                     continue
-                texts, how = self._outputs(run, page)
+                texts, how, beam = self._outputs(run, page)
                 for example, text in zip(examples, texts):
-                    example["outputs"][run.name] = {"text": text, "from": how}
+                    example["outputs"][run.name] = {"text": text, "from": how, "beam": beam}
         return {"bucket": bucket, "total": len(lines), "offset": offset, "examples": examples,
                 "test_split_of": base.name, "other_test_split": other}
 
@@ -317,12 +318,13 @@ class Service:
         return [i for i in lines if low <= len(side[i].split()) and (high is None or len(side[i].split()) <= high)]
 
     @staticmethod
-    def _outputs(run: LoadedRun, lines: list[int]) -> tuple[list[str], str]:
+    def _outputs(run: LoadedRun, lines: list[int]) -> tuple[list[str], str, int]:
         if run.eval_outputs is not None:
-            return [run.eval_outputs.lines[i] for i in lines], f"mtkit eval, beam {run.eval_outputs.beam}"
+            beam = run.eval_outputs.beam
+            return [run.eval_outputs.lines[i] for i in lines], f"mtkit eval, beam {beam}", beam
         beam = run.translator.cfg.decode.beam
         translations = run.translate([run.test_src[i] for i in lines], beam=beam)
-        return [t.text for t in translations], f"translated now, beam {beam}"
+        return [t.text for t in translations], f"translated now, beam {beam}", beam
 
     @staticmethod
     def _bucketing(runs: list[LoadedRun]) -> tuple[tuple[int, ...], str]:

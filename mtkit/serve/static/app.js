@@ -630,7 +630,13 @@ async function showExamples(bucket, offset) {
     return el("article", { class: "example" },
       el("div", { class: "ex-meta" }, `test line ${ex.line} · ${ex.words} words `,
         el("button", { type: "button", text: "see where the models look",
-          onclick: () => { showTab("translate"); useSentence(ex.source, ex.reference, `test sentence ${ex.line}, ${ex.words} words`); } })),
+          onclick: () => {
+            // Translate with the beam the outputs above came from, so the page shows the same translations.
+            const beams = [...new Set(Object.values(ex.outputs).map((o) => o.beam))];
+            if (beams.length === 1) $("#beam").value = String(beams[0]);
+            showTab("translate");
+            useSentence(ex.source, ex.reference, `test sentence ${ex.line}, ${ex.words} words`);
+          } })),
       el("div", { class: "source" }, el("span", { class: "label", text: "source" }), el("span", { lang: "es", text: ex.source })),
       el("div", { class: "reference" }, el("span", { class: "label", text: "reference" }), el("span", { text: ex.reference })),
       ...outputs);
