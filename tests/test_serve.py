@@ -343,6 +343,16 @@ def test_the_page_translates_and_draws_lines_hover_and_steps(browser, service, s
         assert plain.locator("line.link").count() == 0 and plain.locator("rect.cell").count() == 0
         assert plain.locator(".translation").inner_text() == expected[1]["translation"]
 
+        # BLEU by length: one series per scored system; a bucket's examples show both models' outputs.
+        page.click("#tab-length")
+        page.wait_for_selector("svg.bleu-chart path.series")
+        assert page.locator("svg.bleu-chart path.series").count() == 2
+        page.locator('.bucket-hit[data-bucket="5-8"]').click()
+        page.wait_for_selector(".example")
+        first = page.locator(".example").first
+        assert first.locator(".output").count() == 2 and "mtkit eval, beam 2" in first.inner_text()
+        page.click("#tab-translate")
+
         # A bad request shows the server's message and marks the field.
         page.fill("#source", "   ")
         page.click("#translate")
