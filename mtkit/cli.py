@@ -196,6 +196,24 @@ def synth(
     typer.echo(f"wrote {n} pairs to {out / 'train.src'} and {out / 'train.tgt'}", err=True)
 
 
+@app.command()
+def serve(
+    run: List[Path] = typer.Option([], help="Run directory to serve (repeatable; default: the latest run)."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: CUDA when available)."),
+    threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+) -> None:
+    """Serve a web page (and JSON API) that translates with the runs and shows where each model looks."""
+    from mtkit.device import set_threads
+    from mtkit.runs import read_latest
+    from mtkit.serve.app import serve as run_server
+
+    set_threads(threads)
+    run_server(run or [read_latest()], host, port, checkpoint, device, echo=typer.echo)
+
+
 def main() -> None:
     """Entry point of the `mtkit` console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)

@@ -23,7 +23,7 @@ LAYERS = [
      "mtkit.device", "mtkit.runs"],
     ["mtkit.train", "mtkit.translate"],
     ["mtkit.compare", "mtkit.alignment"],
-    ["mtkit.cli"],
+    ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service"],  # nothing imports these
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 
