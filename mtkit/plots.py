@@ -61,7 +61,9 @@ def plot_length_study(verses: Sequence[SystemScore], passages: Sequence[SystemSc
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), layout="constrained", sharey=True)
     _draw_bleu_by_length(left, verses, "(a) single verses: BLEU by source length")
-    _draw_bleu_by_length(right, passages, "(b) passages of 1-3 consecutive verses: BLEU by input length")
+    ks = [b.low for b in passages[0].by_k] if passages else []
+    joined = f"{min(ks)}-{max(ks)} " if ks else ""
+    _draw_bleu_by_length(right, passages, f"(b) passages of {joined}consecutive verses: BLEU by input length")
     right.set_xlabel(right.get_xlabel().replace("sentence length", "input length").replace("sentences", "inputs"))
     return _save(fig, out)
 
