@@ -83,36 +83,7 @@ def make_app(run_dirs: Sequence[Path] | Service, checkpoint: str = "best", devic
                   description="Translate with trained mtkit runs and see where each model looks. "
                               "Errors are JSON: {\"error\": message, \"field\": the request field at fault}.")
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, "body", f"body: {length} bytes; this server takes at most {MAX_BODY_BYTES:,}")
-        return await call_next(request)
-
-    @app.exception_handler(RequestError)
-    async def request_error(request: Request, err: RequestError) -> JSONResponse:
-        return _error(err.status, err.field, str(err))
-
-    @app.exception_handler(MtkitError)
-    async def mtkit_error(request: Request, err: MtkitError) -> JSONResponse:
-        return _error(400, None, str(err))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
-        first = err.errors()[0]
-        field = _field(first)
-        message = "body: not valid JSON" if first.get("type") == "json_invalid" else f"{field}: {first['msg']}"
-        return _error(422, field, message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        return _error(err.status_code, None, str(err.detail))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, err: Exception) -> JSONResponse:  # a bug: logged, never shown
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(500, None, "internal error; the server log has the details")
+    _handle_errors(app)
 
     @app.get("/", include_in_schema=False)
     def page() -> Response:
@@ -146,6 +117,40 @@ def make_app(run_dirs: Sequence[Path] | Service, checkpoint: str = "best", devic
         return service.examples(bucket, offset, count, outputs)
 
     return app
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Make every failure a JSON {"error", "field"} answer: 4xx for the request's mistakes, a logged 500 for bugs."""
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return _error(413, "body", f"body: {length} bytes; this server takes at most {MAX_BODY_BYTES:,}")
+        return await call_next(request)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, err: RequestError) -> JSONResponse:
+        return _error(err.status, err.field, str(err))
+
+    @app.exception_handler(MtkitError)
+    async def mtkit_error(request: Request, err: MtkitError) -> JSONResponse:
+        return _error(400, None, str(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0]
+        field = _field(first)
+        message = "body: not valid JSON" if first.get("type") == "json_invalid" else f"{field}: {first['msg']}"
+        return _error(422, field, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return _error(err.status_code, None, str(err.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception) -> JSONResponse:  # a bug: logged, never shown
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, None, "internal error; the server log has the details")
 
 
 def _field(error: dict[str, Any]) -> str:
