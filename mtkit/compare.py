@@ -8,6 +8,7 @@ Settings not given come from the first run's `eval` config (`EvalConfig` for out
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -19,6 +20,9 @@ from mtkit.runs import LATEST, prepared_dir, read_latest, resolve_checkpoint
 from mtkit.translate import Translator
 
 log = logging.getLogger(__name__)
+
+# The name of a cached translation in RUN/eval/, as `_split_outputs` writes it (mtkit serve reads them too).
+CACHED = re.compile(r"(?P<split>[a-z]+)\.(?P<ckpt>[^.]+)\.beam(?P<beam>\d+)\.lp(?P<lp>.+)\.hyp")
 
 
 def run_test_outputs(run_dir: Path, checkpoint: str = "best", beam: int | None = None,
@@ -68,7 +72,7 @@ def _split_outputs(run_dir: Path, split: str, checkpoint: str, beam: int | None,
         translator = Translator.from_checkpoint(ckpt)
         settings = translator.settings(beam=beam, length_penalty=length_penalty)
         beam, length_penalty = settings.beam, settings.length_penalty
-    cache = run_dir / "eval" / f"{split}.{ckpt.stem}.beam{beam}.lp{length_penalty:g}.hyp"
+    cache = run_dir / "eval" / f"{split}.{ckpt.stem}.beam{beam}.lp{length_penalty:g}.hyp"  # read back by CACHED
     if cache.is_file() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
         hyps = read_lines(cache)
         if len(hyps) == len(srcs):

@@ -149,7 +149,7 @@ def prepare(cfg: Config, force: bool = False) -> Prepared:
 def _read_and_clean(data: DataConfig, stages: tqdm) -> tuple[SourceCorpus, corpus.Cleaned, list, list[str]]:
     """Return the source as read, its cleaning, and the kept pairs with their references (data.max_sentences applied)."""
     stages.set_postfix_str(f"reading the {data.source} source")
-    source = read_source_with_refs(data)
+    source = read_source(data)
     log.info("read %d pairs from the %s source", len(source.pairs), data.source)
     stages.update()
     stages.set_postfix_str("cleaning and splitting")
@@ -195,13 +195,7 @@ def _maybe_path(value: str | None) -> Path | None:
     return Path(value) if value is not None else None
 
 
-def read_source(data: DataConfig) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """Return the raw pairs of the configured source and what the reader dropped (reason → count)."""
-    source = read_source_with_refs(data)
-    return source.pairs, source.dropped
-
-
-def read_source_with_refs(data: DataConfig) -> SourceCorpus:
+def read_source(data: DataConfig) -> SourceCorpus:
     """Return the raw pairs of the configured source, a reference for each, and what the reader dropped.
 
     References: "Gen 1:1" for the Bible; for text files the line number; for a TSV the `data.ref_column` value,

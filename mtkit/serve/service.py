@@ -15,7 +15,6 @@ into a 4xx JSON response.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mtkit.alignment import AttentionRecord, to_words
+from mtkit.compare import CACHED
 from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
 from mtkit.evaluate import SystemScore, bucket_bounds, load_json
@@ -36,8 +36,6 @@ MAX_TEXT_CHARS = 100_000  # about 15,000 words: enough to show truncation, small
 MAX_EXAMPLES = 20  # test sentences per examples request
 DIGITS = 5  # weights are rounded like `mtkit translate --attention` writes them
 
-# The test translations `mtkit eval` caches (see compare.run_test_outputs): eval/test.CKPT.beamB.lpL.hyp
-EVAL_CACHE = re.compile(r"test\.(?P<ckpt>[^.]+)\.beam(?P<beam>\d+)\.lp(?P<lp>.+)\.hyp")
 
 
 class RequestError(MtkitError):
@@ -124,8 +122,8 @@ def _eval_outputs(run_dir: Path, ckpt: Path, count: int, beam: int) -> EvalOutpu
     """Return the newest usable test translations cached by `mtkit eval` (the run's own beam first), or None."""
     found = []
     for path in (run_dir / "eval").glob("test.*.hyp"):
-        match = EVAL_CACHE.fullmatch(path.name)
-        if match and match["ckpt"] == ckpt.stem and path.stat().st_mtime >= ckpt.stat().st_mtime:
+        match = CACHED.fullmatch(path.name)  # the test translations `mtkit eval` cached
+        if match and match["split"] == "test" and match["ckpt"] == ckpt.stem and path.stat().st_mtime >= ckpt.stat().st_mtime:
             found.append((int(match["beam"]) == beam, path.stat().st_mtime, int(match["beam"]), path))
     for _, _, cached_beam, path in sorted(found, reverse=True):
         lines = read_lines(path)
