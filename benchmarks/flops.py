@@ -9,7 +9,15 @@ Forward FLOPs, 2 per multiply-add:
     F_pair  = 2A (v_a, additive) or 2d (a dot product) to score, + 2K to average the states
     F_sent  = 2|bridge| (initial state)
 
-where |W| is the number of entries of a weight. Training costs 3F: the backward pass computes, for
+where |W| is the number of entries of a weight. For a Transformer (d = d_model, f = ff_dim, L_e and
+L_d layers), self-attention adds terms in m² and n² (decoder: n(n+1)/2 pairs, the causal ones):
+
+    F_src      = L_e (2·4d² + 2·2df)  + L_d 2·2d²         (encoder layers; each decoder layer's cross K, V)
+    F_tgt      = L_d (2·4d² + 2·2d² + 2·2df) + 2dV         (self Q, K, V, O; cross Q, O; feed-forward; vocabulary)
+    F_pair     = L_d 4d                                   (cross-attention score and average per (t, s))
+    F_src_pair = L_e 4d,  F_tgt_pair = L_d 4d              (self-attention per (i, j) pair)
+
+Training costs 3F: the backward pass computes, for
 every product, one gradient for its input and one for its weight, each as large as the forward
 product. Not counted, as they are O(size) next to the O(size²) products: embedding lookups,
 biases, gate and attention nonlinearities, softmax and loss, the optimizer update. Padding is not
@@ -27,6 +35,7 @@ from torch import nn
 
 from mtkit.model import Seq2Seq
 from mtkit.model.attention import AdditiveAttention
+from mtkit.model.transformer import TransformerDecoder
 
 
 class FlopCount(NamedTuple):
@@ -37,6 +46,8 @@ class FlopCount(NamedTuple):
     per_pair: int  # F_pair: attention score and average, per (target, source) position pair
     per_sentence: int  # F_sent: the bridge to the initial decoder state
     output_layer: int  # the vocabulary projection's share of per_tgt_token, 2·O·V
+    per_src_pair: int = 0  # Transformer encoder self-attention, per (i, j) source pair
+    per_tgt_pair: int = 0  # Transformer decoder self-attention, per causal (t, t') target pair
 
 
 def product_flops(module: nn.Module) -> int:
@@ -51,6 +62,8 @@ def product_flops(module: nn.Module) -> int:
 def count_flops(model: Seq2Seq) -> FlopCount:
     """Return the model's forward FLOPs per source token, target token, position pair and sentence."""
     dec = model.decoder
+    if isinstance(dec, TransformerDecoder):
+        return _transformer_flops(model)
     per_src = product_flops(model.encoder.rnn)
     per_tgt = product_flops(dec.rnn)
     per_pair = per_sentence = 0
@@ -77,10 +90,29 @@ def count_flops(model: Seq2Seq) -> FlopCount:
     return FlopCount(per_src, per_tgt, per_pair, per_sentence, output_layer)
 
 
+def _transformer_flops(model: Seq2Seq) -> FlopCount:
+    """Return a Transformer's FlopCount (see the module docstring), from its Linear layers."""
+    enc, dec = model.encoder, model.decoder
+
+    def linears(module: nn.Module) -> int:
+        return sum(product_flops(m) for m in module.modules() if isinstance(m, nn.Linear))
+
+    per_src = sum(linears(layer) for layer in enc.layers)
+    per_tgt = output_layer = product_flops(dec.out)
+    for layer in dec.layers:
+        per_src += product_flops(layer.cross_attn.key_value)  # once per source token, kept in the memory
+        per_tgt += linears(layer) - product_flops(layer.cross_attn.key_value)
+    per_pair = 4 * dec.out_dim * dec.num_layers
+    return FlopCount(per_src, per_tgt, per_pair, 0, output_layer,
+                     per_src_pair=4 * enc.out_dim * enc.num_layers, per_tgt_pair=per_pair)
+
+
 def pair_flops(count: FlopCount, src_len: int, tgt_len: int) -> int:
-    """Return the forward FLOPs of one sentence pair: m·F_src + n·F_tgt + m·n·F_pair + F_sent."""
+    """Return the forward FLOPs of one sentence pair: m·F_src + n·F_tgt + m·n·F_pair + F_sent
+    (+ m²·F_src_pair + n(n+1)/2·F_tgt_pair for a Transformer)."""
     return (src_len * count.per_src_token + tgt_len * count.per_tgt_token
-            + src_len * tgt_len * count.per_pair + count.per_sentence)
+            + src_len * tgt_len * count.per_pair + count.per_sentence
+            + src_len * src_len * count.per_src_pair + tgt_len * (tgt_len + 1) // 2 * count.per_tgt_pair)
 
 
 def training_flops_per_token(count: FlopCount, src_lengths: Sequence[int], tgt_lengths: Sequence[int]) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -79,9 +80,27 @@ class AttentionConfig:
 
 
 @dataclass(frozen=True)
+class TransformerConfig:
+    """Shape of the Transformer (`model.arch: transformer`, Vaswani et al. 2017). d_model is the
+    embedding and state size; model.dropout and model.tie_embeddings apply, the RNN keys do not."""
+
+    d_model: int = 256
+    heads: int = 4  # d_model must be divisible by heads
+    ff_dim: int = 1024
+    enc_layers: int = 3
+    dec_layers: int = 3
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    attention_dropout: float = 0.0  # on the attention weights; model.dropout is applied everywhere else
+    max_positions: int = 512  # learned positions: one vector each, so the longest input or output
+    share_embeddings: bool = False  # one matrix for source and target tokens; needs tokenizer.joint
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Encoder-decoder shape. Only `model.seq2seq.build_model` reads it."""
 
+    arch: Literal["rnn", "transformer"] = "rnn"
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)  # arch: transformer only
     cell: Literal["rnn", "gru", "lstm"] = "gru"
     emb_dim: int = 256
     hidden_dim: int = 256  # encoder, per direction
@@ -187,6 +206,13 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.dropout": (0.0, 0.99),
     "model.out_dim": (1, None),
     "model.attention.dim": (1, None),
+    "model.transformer.d_model": (1, None),
+    "model.transformer.heads": (1, None),
+    "model.transformer.ff_dim": (1, None),
+    "model.transformer.enc_layers": (1, None),
+    "model.transformer.dec_layers": (1, None),
+    "model.transformer.max_positions": (1, None),
+    "model.transformer.attention_dropout": (0.0, 0.99),
     "train.batch_tokens": (1, None),
     "train.max_len": (1, None),
     "train.epochs": (1, None),
@@ -271,6 +297,7 @@ def _check_combinations(cfg: Config, where: str) -> None:
     if list(data.length_edges) != sorted(set(data.length_edges)) or list(cfg.eval.edges) != sorted(set(cfg.eval.edges)):
         raise MtkitError(f"{where}`data.length_edges` and `eval.edges` must be strictly increasing")
     _check_model_combinations(cfg.model, where)
+    _check_transformer_fit(cfg, where)
 
 
 def check_model(cfg: ModelConfig, where: str = "") -> None:
@@ -283,6 +310,9 @@ def check_model(cfg: ModelConfig, where: str = "") -> None:
 
 
 def _check_model_combinations(cfg: ModelConfig, where: str) -> None:
+    if cfg.arch == "transformer":
+        _check_transformer(cfg, where)
+        return
     if cfg.init == "backward_first" and not cfg.bidirectional:
         raise MtkitError(f"{where}`model.init`: backward_first starts the decoder from the backward encoder's "
                          "first state, which needs model.bidirectional: true; set model.init to "
@@ -303,6 +333,35 @@ def _check_model_combinations(cfg: ModelConfig, where: str) -> None:
     if cfg.tie_embeddings and cfg.out_dim != cfg.emb_dim:
         raise MtkitError(f"{where}`model.tie_embeddings` needs model.out_dim ({cfg.out_dim}) == "
                          f"model.emb_dim ({cfg.emb_dim}); make them equal or set tie_embeddings: false")
+
+
+def _check_transformer(cfg: ModelConfig, where: str) -> None:
+    t = cfg.transformer
+    if t.d_model % t.heads:
+        raise MtkitError(f"{where}`model.transformer.heads`: d_model ({t.d_model}) must be divisible by heads "
+                         f"({t.heads}), so that every head gets d_model / heads dimensions")
+    if cfg.attention.kind == "none":
+        raise MtkitError(f"{where}`model.attention.kind`: none asks for no attention, but the Transformer attends "
+                         "everywhere (multi-head scaled dot product); model.attention applies to RNNs only, remove it "
+                         "or set model.arch: rnn for the RNNencdec baseline")
+
+
+def _check_transformer_fit(cfg: Config, where: str) -> None:
+    """The Transformer against the other sections: shared embeddings need one tokenizer, and learned
+    positions end at max_positions, so the longest source and output search may read must fit."""
+    t, d = cfg.model.transformer, cfg.decode
+    if cfg.model.arch != "transformer":
+        return
+    if t.share_embeddings and not cfg.tokenizer.joint:
+        raise MtkitError(f"{where}`model.transformer.share_embeddings` needs one vocabulary for both languages; "
+                         "set tokenizer.joint: true or share_embeddings: false")
+    if t.positions != "learned":
+        return
+    longest = max(d.max_src_len, math.ceil(d.max_src_len * d.max_len_ratio) + d.max_len_extra)
+    if t.max_positions < longest:
+        raise MtkitError(f"{where}`model.transformer.max_positions`: got {t.max_positions}, but search may read "
+                         f"{longest} positions (decode.max_src_len {d.max_src_len} × decode.max_len_ratio "
+                         f"{d.max_len_ratio} + decode.max_len_extra {d.max_len_extra}); raise it or lower those")
 
 
 def update(cfg: Config, changes: dict[str, Any], where: str = "") -> Config:

@@ -68,11 +68,12 @@ class StepOutput(NamedTuple):
     attention: Tensor | None  # (B, S) weights of this step; None without attention
 
 
-Fields = TypeVar("Fields", DecoderState, Memory, EncoderOutput)
+Fields = TypeVar("Fields", bound=tuple)  # DecoderState, Memory, EncoderOutput, TransformerState
 
 
 def select(fields: Fields, idx: Tensor) -> Fields:
-    """Return a copy of a DecoderState, Memory or EncoderOutput with rows idx (N,) of every tensor.
+    """Return a copy of a state record (DecoderState, TransformerState, Memory, EncoderOutput) with rows idx (N,)
+    of every tensor.
 
     Reorders beams (idx = parent beam of each survivor) and expands a batch to beams
     (idx = arange(B).repeat_interleave(beam)). None fields stay None.

@@ -8,12 +8,17 @@ from mtkit.config import ModelConfig, check_model
 from mtkit.model.attention import attention_kind, make_attention
 from mtkit.model.decoder import BahdanauDecoder, Decoder, DecoderState, LuongDecoder, Memory
 from mtkit.model.encoder import Encoder
+from mtkit.model.transformer import TransformerDecoder, TransformerEncoder
 
 
 class Seq2Seq(nn.Module):
-    """An encoder-decoder translation model; search calls `encode` then `decoder.step`."""
+    """An encoder-decoder translation model; search calls `encode` then `decoder.step`.
 
-    def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
+    An RNN (Encoder, a Decoder subclass) or a Transformer (TransformerEncoder, TransformerDecoder):
+    both decoders take the same calls, so training and search do not ask which.
+    """
+
+    def __init__(self, encoder: Encoder | TransformerEncoder, decoder: Decoder | TransformerDecoder) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -36,6 +41,8 @@ class Seq2Seq(nn.Module):
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 0) -> Seq2Seq:
     """Return a freshly initialised Seq2Seq built from cfg (the `model` section) and vocabulary sizes."""
     check_model(cfg)  # a ModelConfig built in Python skipped load_config's checks
+    if cfg.arch == "transformer":
+        return _build_transformer(cfg, src_vocab, tgt_vocab, pad_id)
     encoder = Encoder(src_vocab, cfg.emb_dim, cfg.hidden_dim, cfg.enc_layers, cfg.bidirectional,
                       cfg.cell, cfg.dropout, pad_id)
     attention = make_attention(cfg.attention.kind, query_dim=cfg.dec_hidden_dim,
@@ -49,6 +56,23 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 
     else:
         decoder = LuongDecoder(tgt_vocab, cfg.emb_dim, cfg.dec_hidden_dim, encoder.out_dim,
                                attention, input_feeding=cfg.input_feeding, **shared)
+    return Seq2Seq(encoder, decoder)
+
+
+def _build_transformer(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
+    t = cfg.transformer
+    shape = dict(d_model=t.d_model, heads=t.heads, ff_dim=t.ff_dim, dropout=cfg.dropout,
+                 attention_dropout=t.attention_dropout, positions=t.positions, max_positions=t.max_positions,
+                 pad_id=pad_id)
+    encoder = TransformerEncoder(src_vocab, layers=t.enc_layers, **shape)
+    decoder = TransformerDecoder(tgt_vocab, layers=t.dec_layers, tie_embeddings=cfg.tie_embeddings, **shape)
+    if t.share_embeddings:
+        if src_vocab != tgt_vocab:
+            raise ValueError(f"shared embeddings need one vocabulary, got {src_vocab} source and {tgt_vocab} "
+                             "target pieces")
+        decoder.embed.tokens.weight = encoder.embed.tokens.weight  # the output projection follows if tied
+        if cfg.tie_embeddings:
+            decoder.out.weight = encoder.embed.tokens.weight
     return Seq2Seq(encoder, decoder)
 
 
@@ -72,6 +96,8 @@ def describe(model: Seq2Seq) -> str:
     e.g. "RNNsearch(gru, bi 2x256 → 512, additive attention, bahdanau) 12.3M params".
     """
     enc, dec = model.encoder, model.decoder
+    if isinstance(dec, TransformerDecoder):
+        return _describe_transformer(model)
     kind = attention_kind(dec.attention)
     if kind == "none":
         name, attention = "RNNencdec", "no attention"
@@ -91,3 +117,16 @@ def describe(model: Seq2Seq) -> str:
         extras.append("tied")
     parts = [enc.cell, f"{enc_part} → {dec_part}", attention, *extras]
     return f"{name}({', '.join(parts)}) {_human(count_parameters(model))} params"
+
+
+def _describe_transformer(model: Seq2Seq) -> str:
+    """e.g. "Transformer(3+3 layers, d 128, 4 heads, ff 512, sinusoidal, tied) 2.4M params"."""
+    enc, dec = model.encoder, model.decoder
+    ff = dec.layers[0].ff[0].out_features
+    extras = ["learned positions" if dec.embed.learned is not None else "sinusoidal"]
+    if dec.embed.tokens.weight is enc.embed.tokens.weight:
+        extras.append("shared")
+    if dec.out.weight is dec.embed.tokens.weight:
+        extras.append("tied")
+    parts = [f"{enc.num_layers}+{dec.num_layers} layers", f"d {dec.out_dim}", f"{dec.heads} heads", f"ff {ff}", *extras]
+    return f"Transformer({', '.join(parts)}) {_human(count_parameters(model))} params"
