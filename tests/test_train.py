@@ -26,6 +26,10 @@ TINY = [
     "train.valid_bleu_sentences=20", "train.attention_samples=0", "decode.beam=2",
     "data.dev_size=30", "data.test_size=30", "train.lr=0.005",
 ]
+# The same task for a Transformer: the RNN keys above do not apply to it.
+TRANSFORMER = ["model.arch=transformer", "model.transformer.d_model=32", "model.transformer.heads=4",
+               "model.transformer.ff_dim=64", "model.transformer.enc_layers=2", "model.transformer.dec_layers=2"]
+ARCHS = {"rnn": [], "transformer": TRANSFORMER}
 
 
 @pytest.fixture
@@ -62,8 +66,9 @@ def cli(*args: str) -> int:
         sys.argv = argv
 
 
-def test_tiny_model_learns_through_the_cli_and_writes_run_files(workdir):
-    sets = [a for o in [*TINY, "train.epochs=12", "train.valid_every=0"] for a in ("--set", o)]
+@pytest.mark.parametrize("arch", ARCHS)
+def test_tiny_model_learns_through_the_cli_and_writes_run_files(workdir, arch):
+    sets = [a for o in [*TINY, *ARCHS[arch], "train.epochs=12", "train.valid_every=0"] for a in ("--set", o)]
     assert cli("train", "c.yaml", *sets) == 0
     state = load_checkpoint(workdir / "runs/tiny/last.pt").state
     valid = records(kind="valid")
@@ -93,10 +98,11 @@ def test_step_budget_and_early_stopping(workdir):
     assert len(records(kind="valid")) == 3  # the first sets the best, two more without improvement stop it
 
 
-def test_same_seed_same_losses(workdir):
-    train(config("train.max_steps=12", "train.valid_every=0", "model.dropout=0.3"))
+@pytest.mark.parametrize("arch", ARCHS)
+def test_same_seed_same_losses(workdir, arch):
+    train(config("train.max_steps=12", "train.valid_every=0", "model.dropout=0.3", *ARCHS[arch]))
     first = [r["loss"] for r in records(kind="train")]
-    train(config("train.max_steps=12", "train.valid_every=0", "model.dropout=0.3"), overwrite=True)
+    train(config("train.max_steps=12", "train.valid_every=0", "model.dropout=0.3", *ARCHS[arch]), overwrite=True)
     assert [r["loss"] for r in records(kind="train")] == first
 
 
@@ -145,18 +151,20 @@ def _wait_for_step(workdir: Path, run: str, proc: subprocess.Popen, step: int) -
     raise AssertionError(f"training never reached step {step}: {proc.communicate()[1][-2000:]}")
 
 
-def test_killed_run_resumes_to_the_same_losses(workdir):
-    reference = _train_process(workdir, "runs/whole")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_killed_run_resumes_to_the_same_losses(workdir, arch):
+    arch_sets = [a for o in ARCHS[arch] for a in ("--set", o)]
+    reference = _train_process(workdir, "runs/whole", *arch_sets)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()[-2000:]
     expected = {r["step"]: r["loss"] for r in records("runs/whole", "train")}
     expected_valid = {r["step"]: r["dev_loss"] for r in records("runs/whole", "valid")}
 
-    killed = _train_process(workdir, "runs/killed")
+    killed = _train_process(workdir, "runs/killed", *arch_sets)
     _wait_for_step(workdir, "runs/killed", killed, 25)
     killed.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert load_checkpoint(workdir / "runs/killed/last.pt").state.step < 60
-    resumed = _train_process(workdir, "runs/killed", "--resume")
+    resumed = _train_process(workdir, "runs/killed", "--resume", *arch_sets)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
     got = {r["step"]: r["loss"] for r in records("runs/killed", "train")}
     assert sorted(got) == sorted(expected)
