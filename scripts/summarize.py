@@ -18,37 +18,56 @@ from mtkit.checkpoint import load_checkpoint
 from mtkit.compare import run_passage_outputs, run_test_outputs
 from mtkit.evaluate import BucketScore, bleu_by_length, load_json
 from mtkit.model import describe
+from mtkit.model.transformer import TransformerDecoder
 
 # The study's headline buckets: short inputs, and long ones (41-60 words), each pooled for a tight interval.
 PANEL_EDGES = (10, 40, 60)
 SHORT, LONG = "1-10", "41-60"
 
 
-def verdict(encdec: dict[str, BucketScore], search: dict[str, BucketScore],
-            every_bucket: list[tuple[BucketScore, BucketScore]]) -> list[str]:
+NAMES = {"encdec": "RNNencdec", "search": "RNNsearch", "transformer": "Transformer"}
+
+
+def verdict(panels: dict[str, dict[str, BucketScore]], buckets: dict[str, list[BucketScore]]) -> list[str]:
     """Return one line per criterion of the passage panel, each PASS or MISS with its numbers.
 
-    Stated before the run (issue 14): RNNencdec's BLEU on 41-60-word inputs at most 0.6x its BLEU on
-    the shortest bucket, with non-overlapping 95% intervals; RNNsearch's at least 0.85x; RNNsearch
-    above RNNencdec in every bucket. `encdec` and `search` map SHORT and LONG to pooled buckets;
-    `every_bucket` pairs the two models' buckets of the 10-word table.
+    Stated before the runs: RNNencdec's BLEU on 41-60-word inputs at most 0.6x its BLEU on the
+    shortest bucket, with non-overlapping 95% intervals (issue 14); RNNsearch's at least 0.85x, and
+    RNNsearch above RNNencdec in every bucket (issue 14); the same two for the Transformer (issue 16).
+    `panels` maps a model family (encdec, search, transformer; any may be missing) to its pooled SHORT
+    and LONG buckets, `buckets` to its buckets of the 10-word passage table.
     """
     def ratio(b: dict[str, BucketScore]) -> float:
         return b[LONG].bleu / b[SHORT].bleu if b[SHORT].bleu else float("nan")
 
-    apart = encdec[LONG].ci_high is not None and encdec[LONG].ci_high < encdec[SHORT].ci_low
-    behind = [f"{e.label} ({s.bleu:.1f} vs {e.bleu:.1f})" for e, s in every_bucket
-              if e.bleu is not None and s.bleu is not None and s.bleu <= e.bleu]
-    return [
-        f"- RNNencdec, long/short ≤ 0.6 with intervals apart: {ratio(encdec):.2f} "
-        f"({encdec[LONG].bleu:.1f} [{encdec[LONG].ci_low:.1f}, {encdec[LONG].ci_high:.1f}] vs "
-        f"{encdec[SHORT].bleu:.1f} [{encdec[SHORT].ci_low:.1f}, {encdec[SHORT].ci_high:.1f}]) — "
-        f"{'PASS' if ratio(encdec) <= 0.6 and apart else 'MISS'}",
-        f"- RNNsearch, long/short ≥ 0.85: {ratio(search):.2f} ({search[LONG].bleu:.1f} vs {search[SHORT].bleu:.1f}) — "
-        f"{'PASS' if ratio(search) >= 0.85 else 'MISS'}",
-        f"- RNNsearch above RNNencdec in every bucket — "
-        f"{'PASS' if not behind else 'MISS: not in ' + ', '.join(behind)}",
-    ]
+    lines = []
+    if "encdec" in panels:
+        e = panels["encdec"]
+        apart = e[LONG].ci_high is not None and e[LONG].ci_high < e[SHORT].ci_low
+        lines.append(f"- RNNencdec, long/short ≤ 0.6 with intervals apart: {ratio(e):.2f} "
+                     f"({e[LONG].bleu:.1f} [{e[LONG].ci_low:.1f}, {e[LONG].ci_high:.1f}] vs "
+                     f"{e[SHORT].bleu:.1f} [{e[SHORT].ci_low:.1f}, {e[SHORT].ci_high:.1f}]) — "
+                     f"{'PASS' if ratio(e) <= 0.6 and apart else 'MISS'}")
+    for kind in ("search", "transformer"):
+        if kind not in panels:
+            continue
+        p, name = panels[kind], NAMES[kind]
+        lines.append(f"- {name}, long/short ≥ 0.85: {ratio(p):.2f} ({p[LONG].bleu:.1f} vs {p[SHORT].bleu:.1f}) — "
+                     f"{'PASS' if ratio(p) >= 0.85 else 'MISS'}")
+        if "encdec" in panels:
+            behind = [f"{e.label} ({m.bleu:.1f} vs {e.bleu:.1f})" for e, m in zip(buckets["encdec"], buckets[kind])
+                      if e.bleu is not None and m.bleu is not None and m.bleu <= e.bleu]
+            lines.append(f"- {name} above RNNencdec in every bucket — "
+                         f"{'PASS' if not behind else 'MISS: not in ' + ', '.join(behind)}")
+    return lines
+
+
+def family(run: Path) -> str:
+    """Return the run's model family: encdec (no attention), search (an RNN that attends) or transformer."""
+    model = load_checkpoint(run / "best.pt").model
+    if isinstance(model.decoder, TransformerDecoder):
+        return "transformer"
+    return "search" if model.has_attention else "encdec"
 
 
 def pooled(srcs: list[str], hyps: list[str], refs: list[str]) -> dict[str, BucketScore]:
@@ -73,7 +92,7 @@ def main() -> None:
     scores = load_json(args.results / "scores.json")  # one system per run, in the order of the runs
     systems = {run.resolve().name: score for run, score in zip(args.runs, scores)}
     env = json.loads((args.runs[0] / "environment.json").read_text())
-    lines = ["# BLEU by sentence length: RNNencdec vs RNNsearch", ""]
+    lines = [f"# BLEU by sentence length: {' vs '.join(NAMES[family(run)] for run in args.runs)}", ""]
     lines += ["| model | description | BLEU | chrF | steps (best) | full epochs | train time | target tok/s |",
               "|---|---|---|---|---|---|---|---|"]
     for run in args.runs:
@@ -138,13 +157,11 @@ def passage_section(results: Path, runs: list[Path], verses: list, passages: lis
             lines.append(f"- {verse_system.name}, {panel}: {b[LONG].bleu:.1f} [{b[LONG].ci_low:.1f}, "
                          f"{b[LONG].ci_high:.1f}] vs {b[SHORT].bleu:.1f} [{b[SHORT].ci_low:.1f}, "
                          f"{b[SHORT].ci_high:.1f}]: ×{b[LONG].bleu / b[SHORT].bleu:.2f}")
-    attends = {run: load_checkpoint(run / "best.pt").model.has_attention for run in runs}
-    encdec = [r for r in runs if not attends[r]]
-    search = [r for r in runs if attends[r]]
-    if len(encdec) == 1 and len(search) == 1:
-        e, s = runs.index(encdec[0]), runs.index(search[0])
-        lines += ["", "Criteria stated before the run (README), on panel (b):", ""]
-        lines += verdict(panels[encdec[0]], panels[search[0]], list(zip(passages[e].buckets, passages[s].buckets)))
+    families = {family(run): i for i, run in enumerate(runs)}
+    if len(families) == len(runs) and ("search" in families or "transformer" in families):
+        lines += ["", "Criteria stated before the runs (README), on panel (b):", ""]
+        lines += verdict({f: panels[runs[i]] for f, i in families.items()},
+                         {f: passages[i].buckets for f, i in families.items()})
     return lines
 
 

@@ -41,3 +41,16 @@ def test_reproduce_pipeline_at_tiny_scale(tmp_path):
     assert summary.count("PASS") + summary.count("MISS") == 3
     for run in ("bible_rnnencdec", "bible_rnnsearch"):
         assert (tmp_path / "runs" / run / "best.pt").is_file()
+    # `make transformer`: the third line, trained alone and scored beside the two RNN runs just made
+    done = subprocess.run(["bash", str(ROOT / "scripts/reproduce.sh"), *tiny], cwd=tmp_path,
+                          env={**env, "STUDY": "transformer"}, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    results = tmp_path / "results" / "transformer"
+    scores = json.loads((results / "scores.json").read_text())
+    assert [s["name"] for s in scores["systems"]] == ["rnnencdec", "rnnsearch", "transformer"]
+    summary = (results / "summary.md").read_text()
+    assert summary.startswith("# BLEU by sentence length: RNNencdec vs RNNsearch vs Transformer")
+    assert "Transformer(3+3 layers, d 128" in summary and "- Transformer, long/short ≥ 0.85" in summary
+    assert summary.count("PASS") + summary.count("MISS") == 5
+    assert (results / "length_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sum("bible_transformer" in line for line in (results / "overlap_by_length.txt").read_text().splitlines()) == 3

@@ -58,9 +58,18 @@ def test_verdict_passes_and_misses_on_the_stated_thresholds():
     short, long = summarize.SHORT, summarize.LONG
     encdec = {short: b(short, 20.0, 18.0, 22.0), long: b(long, 11.0, 10.0, 12.0)}  # 0.55, intervals apart
     search = {short: b(short, 30.0, 28.0, 32.0), long: b(long, 27.0, 25.0, 29.0)}  # 0.90
-    lines = summarize.verdict(encdec, search, [(encdec[short], search[short]), (encdec[long], search[long])])
+    lines = summarize.verdict({"encdec": encdec, "search": search},
+                              {"encdec": [encdec[short], encdec[long]], "search": [search[short], search[long]]})
     assert [line.rsplit("— ", 1)[1] for line in lines] == ["PASS", "PASS", "PASS"]
     near = {short: encdec[short], long: b(long, 11.0, 10.0, 18.5)}  # 0.55 but the intervals overlap
     weak = {short: search[short], long: b(long, 25.0, 23.0, 27.0)}  # 0.83
-    lines = summarize.verdict(near, weak, [(near[long], b(long, 10.0, 9.0, 11.0))])
+    lines = summarize.verdict({"encdec": near, "search": weak},
+                              {"encdec": [near[long]], "search": [b(long, 10.0, 9.0, 11.0)]})
     assert lines[0].endswith("MISS") and lines[1].endswith("MISS") and "MISS: not in 41-60" in lines[2]
+    # a Transformer is judged by the same two bars as RNNsearch, beside it
+    flat = {short: b(short, 25.0, 23.0, 27.0), long: b(long, 24.0, 22.0, 26.0)}  # 0.96
+    lines = summarize.verdict({"encdec": encdec, "search": search, "transformer": flat},
+                              {"encdec": [encdec[long]], "search": [search[long]], "transformer": [flat[long]]})
+    assert [line.split(",")[0].split(" above")[0] for line in lines] == \
+        ["- RNNencdec", "- RNNsearch", "- RNNsearch", "- Transformer", "- Transformer"]
+    assert lines[3].endswith("PASS") and lines[4].endswith("PASS")
