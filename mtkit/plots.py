@@ -7,7 +7,7 @@ and write PNG files. `text_grid` draws the same attention matrix in the terminal
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import matplotlib
 
@@ -50,6 +50,34 @@ def plot_bleu_by_length(systems: Sequence[SystemScore], out: Path,
     """
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     _draw_bleu_by_length(ax, systems, title)
+    return _save(fig, out)
+
+
+class Curve(NamedTuple):
+    """One run's validations against wall-clock time."""
+
+    name: str
+    minutes: Sequence[float]
+    dev_bleu: Sequence[float]  # greedy BLEU on the first train.valid_bleu_sentences dev sentences
+    dev_loss: Sequence[float]  # per target token
+
+
+def plot_training_curves(curves: Sequence[Curve], out: Path) -> Path:
+    """Return `out` after drawing dev BLEU and dev loss against training minutes, one line per run."""
+    if not curves:
+        raise ValueError("plotting training curves needs at least one run")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    for curve in curves:
+        (line,) = left.plot(curve.minutes, curve.dev_bleu, marker=".", label=curve.name)
+        right.plot(curve.minutes, curve.dev_loss, marker=".", color=line.get_color(), label=curve.name)
+    for ax, what in ((left, "dev BLEU (greedy)"), (right, "dev loss per target token")):
+        ax.set_xlabel("training wall-clock minutes (validation time included)")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    left.set_ylim(bottom=0)
+    left.set_title("quality per minute")
+    right.set_title("dev loss (label smoothing raises it where used)")
     return _save(fig, out)
 
 

@@ -100,3 +100,13 @@ def test_text_grid_one_row_per_target_token():
     assert rows[0] == "das".rjust(12) + " │" + "██" + "  " * 4
     assert rows[1].startswith("Bundesgeric…")
     assert max(len(line) for line in grid.splitlines()) <= 120
+
+
+def test_training_curves_draw_bleu_and_loss_against_minutes(tmp_path):
+    from mtkit.plots import Curve, plot_training_curves
+
+    curves = [Curve("a", [5.0, 10.0], [1.0, 8.0], [4.0, 3.0]), Curve("b", [6.0], [2.0], [3.5])]
+    out = plot_training_curves(curves, tmp_path / "curves.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="at least one run"):
+        plot_training_curves([], tmp_path / "none.png")

@@ -73,3 +73,23 @@ def test_verdict_passes_and_misses_on_the_stated_thresholds():
     assert [line.split(",")[0].split(" above")[0] for line in lines] == \
         ["- RNNencdec", "- RNNsearch", "- RNNsearch", "- Transformer", "- Transformer"]
     assert lines[3].endswith("PASS") and lines[4].endswith("PASS")
+
+
+def test_training_curves_report_the_best_bleu_by_each_minute(tmp_path, capsys, monkeypatch):
+    import json
+
+    curves = script("training_curves")
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [{"kind": "train", "seconds": 30}, {"kind": "valid", "seconds": 300, "dev_bleu": 5.0, "dev_loss": 4.0},
+               {"kind": "valid", "seconds": 900, "dev_bleu": 9.0, "dev_loss": 3.0},
+               {"kind": "valid", "seconds": 1500, "dev_bleu": 8.0, "dev_loss": 3.1}]
+    (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
+    curve = curves.read_curve(run, "r")
+    assert curve.minutes == [5.0, 15.0, 25.0]
+    assert [curves.best_by(curve, m) for m in (10, 20, 30)] == [5.0, 9.0, None]  # None: the run ended at 25
+    monkeypatch.setattr("sys.argv", ["training_curves.py", str(run), "--plot", str(tmp_path / "c.png")])
+    assert curves.main() == 0
+    assert "| run | 5.0 | 9.0 | – | – | 9.0 (25.0 min) |" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["training_curves.py", str(tmp_path), "--plot", str(tmp_path / "c.png")])
+    assert curves.main() == 2
