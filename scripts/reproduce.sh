@@ -78,4 +78,5 @@ $MTKIT eval "${run_args[@]}" --by-length --passages --out "$OUT" | tee "$OUT/pas
 
 echo "== 4/4 summary, and BLEU by length within bands of training overlap (see the README)"
 "$PYTHON" "$ROOT/scripts/overlap_by_length.py" "${all_runs[@]}" --plot "$OUT/bleu_by_length_high_overlap.png" > "$OUT/overlap_by_length.txt"
+"$PYTHON" "$ROOT/scripts/training_curves.py" "${all_runs[@]}" --plot "$OUT/training_curves.png" > "$OUT/training_curves.md"
 "$PYTHON" "$ROOT/scripts/summarize.py" "$OUT" "${all_runs[@]}" --seconds $(( $(date +%s) - start )) | tee "$OUT/summary.md"

@@ -53,4 +53,5 @@ def test_reproduce_pipeline_at_tiny_scale(tmp_path):
     assert "Transformer(3+3 layers, d 128" in summary and "- Transformer, long/short ≥ 0.85" in summary
     assert summary.count("PASS") + summary.count("MISS") == 5
     assert (results / "length_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (results / "training_curves.md").read_text().count("| bible_") == 3
     assert sum("bible_transformer" in line for line in (results / "overlap_by_length.txt").read_text().splitlines()) == 3
