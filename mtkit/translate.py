@@ -24,8 +24,7 @@ from mtkit.data.textio import read_lines
 from mtkit.data.tokenizer import Tokenizer
 from mtkit.device import choose_device
 from mtkit.errors import MtkitError
-from mtkit.model import Seq2Seq
-from mtkit.model.attention import attention_kind
+from mtkit.model import Seq2Seq, attention_label
 from mtkit.model.transformer import TransformerDecoder
 from mtkit.runs import resolve_checkpoint
 from mtkit.search import Hypothesis, decode
@@ -83,13 +82,13 @@ class Translator:
         """
         decoder = self.model.decoder
         if not isinstance(decoder, TransformerDecoder):
+            label = attention_label(self.model)
             given = [f"--{name} {value}" for name, value in (("layer", layer), ("head", head)) if value is not None]
-            kind = attention_kind(decoder.attention)
             if given:
-                what = "no attention" if kind == "none" else f"one {kind} attention"
+                what = label if label == "no attention" else f"one {label}"
                 raise MtkitError(f"{given[0]}: --layer and --head choose among a Transformer's cross-attentions, but "
                                  f"this run is an RNN with {what}; leave them out")
-            return "no attention" if kind == "none" else f"{kind} attention"
+            return label
         try:
             return decoder.show(None if layer is None else layer - 1, None if head is None else head - 1)
         except ValueError as err:  # "--layer 4: this model has 3 layers (1-3)"
