@@ -82,7 +82,7 @@ def translate(
     beam: Optional[int] = typer.Option(None, help="Beam size (1 = greedy; default: the run's decode.beam)."),
     length_penalty: Optional[float] = typer.Option(None, help="Rank by log_prob / length**ALPHA (default: the run's)."),
     n_best: int = typer.Option(1, help="Write the N best hypotheses per line as 'LINE ||| TEXT ||| LOG_PROB ||| SCORE'."),
-    attention: Optional[Path] = typer.Option(None, help="Write pieces, attention weights and which attention they are, per line, to FILE (JSON lines)."),
+    attention: Optional[Path] = typer.Option(None, help="Write pieces, weights and which attention they are to FILE (JSON lines)."),
     layer: Optional[int] = typer.Option(None, help=LAYER_HELP),
     head: Optional[int] = typer.Option(None, help=HEAD_HELP),
     batch_size: Optional[int] = typer.Option(None, help="Sentences per decoding batch (default: the run's)."),

@@ -88,7 +88,8 @@ def test_record_from_json_reads_the_numbered_line(tmp_path):
 
 def test_record_from_json_keeps_the_label_through_words(tmp_path):
     label = "cross-attention, layer 2 of 3, head 1 of 4"
-    rec = {"source": ["▁a", "b"], "target": ["▁X"], "attention": label, "weights": [[0.25, 0.75]], "translation": "X"}
+    rec = {"source": ["▁a", "b"], "target": ["▁X"], "attention": label, "weights": [[0.25, 0.75]],
+           "translation": "X"}
     path = write_lines(tmp_path / "a.jsonl", [json.dumps(rec).encode()])
     assert record_from_json(path).attention == label
     assert to_words(record_from_json(path)).attention == label

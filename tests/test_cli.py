@@ -252,7 +252,8 @@ def test_translate_and_attention_of_a_transformer_layer_and_head(project, tiny_t
     assert [r["attention"] for r in records] == ["cross-attention, layer 2 of 2, head 1 of 2"] * 3
     shown = mtkit("attention", "--from-json", "out/tf.jsonl", "--line", "3", "--text", "--out", "out/tfplots")
     assert shown.code == 0, shown
-    assert shown.stdout.splitlines()[:2] == [records[2]["translation"], "weights: cross-attention, layer 2 of 2, head 1 of 2"]
+    assert shown.stdout.splitlines()[:2] == [records[2]["translation"],
+                                             "weights: cross-attention, layer 2 of 2, head 1 of 2"]
     assert_png(project.root / "out/tfplots/attention_heatmap.png")
     drawn = mtkit("attention", lines_of(project.root / "tf.txt")[0], "--run", run, "--layer", "1", "--out", "out/tf1")
     assert drawn.code == 0, drawn

@@ -176,7 +176,7 @@ class Service:
         }
 
     def _describe(self, run: LoadedRun) -> dict[str, Any]:
-        """Return what the page shows of a run: an RNN's attention, decoder and cell; a Transformer's layers and heads."""
+        """Return what the page shows of a run: an RNN's attention, decoder and cell; a Transformer's layers, heads."""
         cfg = run.translator.cfg
         shape = run.translator.attention_shape  # (layers, heads) of a Transformer's cross-attention; None: an RNN
         rnn = shape is None

@@ -13,7 +13,8 @@ const FONT = "13px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
 
 // request: the last translate request's body; choices: run name → {layer, head} chosen in its panel.
-const state = { runs: [], limits: {}, buckets: [], views: [], current: null, examples: null, request: null, choices: {} };
+const state = { runs: [], limits: {}, buckets: [], views: [], current: null, examples: null,
+  request: null, choices: {} };
 
 // ---------- small helpers ----------------------------------------------------------------------------------
 
