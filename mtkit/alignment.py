@@ -1,4 +1,8 @@
-"""`mtkit attention`: translate a sentence (or read a saved record) and draw its attention."""
+"""`mtkit attention`: translate a sentence (or read a saved record) and draw its attention.
+
+A record says which attention its weights are (an RNN's one attention, or a Transformer's
+cross-attention of one decoder layer and head, or a mean), and the plots' titles repeat it.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from mtkit.errors import MtkitError
 
 log = logging.getLogger(__name__)
 
+UNNAMED = "attention (the record does not say which)"  # records written before they carried a label
+
 
 class AttentionRecord(NamedTuple):
     """One sentence's attention: pieces (or words) and a (T, S) weight matrix."""
@@ -22,10 +28,16 @@ class AttentionRecord(NamedTuple):
     target: list[str]
     weights: np.ndarray  # (T, S), each row sums to 1
     translation: str
+    attention: str = UNNAMED  # which weights: "additive attention", "cross-attention, layer 2 of 3, head 1 of 4", …
 
 
-def record_from_model(sentence: str, run: Path | None = None, checkpoint: str = "best", beam: int = 1) -> AttentionRecord:
-    """Return the attention of the run's translation of `sentence`."""
+def record_from_model(sentence: str, run: Path | None = None, checkpoint: str = "best", beam: int = 1,
+                      layer: int | None = None, head: int | None = None) -> AttentionRecord:
+    """Return the attention of the run's translation of `sentence`, labelled.
+
+    `layer` and `head` (1-based) choose a Transformer's cross-attention; None averages (see
+    `Translator.show_attention`).
+    """
     from mtkit.translate import Translator
 
     translator = Translator.from_run(run, checkpoint)
@@ -34,12 +46,13 @@ def record_from_model(sentence: str, run: Path | None = None, checkpoint: str = 
                          "through one fixed vector, so there are no weights to plot. Use a run with attention.")
     if not sentence.strip():
         raise MtkitError("the sentence to translate is empty")
+    label = translator.show_attention(layer, head)
     result = translator.translate([sentence], beam=beam)[0]
     hyp = result.hypotheses[0]
     if hyp.attention is None or not hyp.tokens:
         raise MtkitError(f"the model produced an empty translation for {sentence!r}: nothing to plot")
     return AttentionRecord(result.src_pieces, translator.tokenizer.tgt_pieces(hyp.tokens),
-                           hyp.attention.numpy(), result.text)
+                           hyp.attention.numpy(), result.text, label)
 
 
 def sentence_from_file(path: Path, line: int = 1) -> str:
@@ -87,7 +100,9 @@ def _parse_record(raw: bytes, where: str) -> AttentionRecord:
     if weights is None or weights.shape != (len(target), len(source)):
         raise MtkitError(f"{where}: \"weights\" is not a {len(target)}×{len(source)} matrix (one row per target "
                          f"piece, one column per source piece); {how}")
-    return AttentionRecord(source, target, weights, str(data.get("translation", "")))
+    label = data.get("attention")
+    return AttentionRecord(source, target, weights, str(data.get("translation", "")),
+                           label if isinstance(label, str) and label else UNNAMED)
 
 
 def to_words(record: AttentionRecord) -> AttentionRecord:
@@ -95,11 +110,14 @@ def to_words(record: AttentionRecord) -> AttentionRecord:
     from mtkit.plots import merge_subwords
 
     src, tgt, weights = merge_subwords(record.source, record.target, record.weights)
-    return AttentionRecord(src, tgt, weights, record.translation)
+    return record._replace(source=src, target=tgt, weights=weights)
 
 
 def draw(record: AttentionRecord, out_dir: Path, stem: str = "attention", threshold: float = 0.05) -> list[Path]:
-    """Write `<stem>_heatmap.png` and `<stem>_lines.png` into `out_dir`; return their paths."""
+    """Write `<stem>_heatmap.png` and `<stem>_lines.png` into `out_dir`; return their paths.
+
+    Each title gives the translation and, on a second line, which attention is drawn.
+    """
     from mtkit.plots import plot_alignment_lines, plot_attention_heatmap
 
     if record.weights.size == 0:
@@ -107,7 +125,7 @@ def draw(record: AttentionRecord, out_dir: Path, stem: str = "attention", thresh
     out_dir.mkdir(parents=True, exist_ok=True)
     return [
         plot_attention_heatmap(record.source, record.target, record.weights, out_dir / f"{stem}_heatmap.png",
-                               title=f"Attention: {record.translation[:80]}"),
+                               title=f"Attention: {record.translation[:80]}\n{record.attention}"),
         plot_alignment_lines(record.source, record.target, record.weights, out_dir / f"{stem}_lines.png",
-                             threshold=threshold, title=f"Alignment: {record.translation[:80]}"),
+                             threshold=threshold, title=f"Alignment: {record.translation[:80]}\n{record.attention}"),
     ]

@@ -27,6 +27,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 log = logging.getLogger("mtkit")
 
 THREADS_HELP = "CPU threads for torch (default: all cores; 1 is fastest on a machine that is busy)."
+LAYER_HELP = "Transformer runs: show the cross-attention of decoder layer N (1-based; default: the mean of all layers)."
+HEAD_HELP = "Transformer runs: show attention head N (1-based; default: the mean of all heads)."
 SET_HELP = "Override a config value, e.g. --set model.hidden_dim=256 (repeatable)."
 
 
@@ -80,7 +82,9 @@ def translate(
     beam: Optional[int] = typer.Option(None, help="Beam size (1 = greedy; default: the run's decode.beam)."),
     length_penalty: Optional[float] = typer.Option(None, help="Rank by log_prob / length**ALPHA (default: the run's)."),
     n_best: int = typer.Option(1, help="Write the N best hypotheses per line as 'LINE ||| TEXT ||| LOG_PROB ||| SCORE'."),
-    attention: Optional[Path] = typer.Option(None, help="Write pieces and attention weights per line to FILE (JSON lines)."),
+    attention: Optional[Path] = typer.Option(None, help="Write pieces, weights and which attention they are to FILE (JSON lines)."),
+    layer: Optional[int] = typer.Option(None, help=LAYER_HELP),
+    head: Optional[int] = typer.Option(None, help=HEAD_HELP),
     batch_size: Optional[int] = typer.Option(None, help="Sentences per decoding batch (default: the run's)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: CUDA when available)."),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
@@ -92,7 +96,7 @@ def translate(
     set_threads(threads)
     translator = Translator.from_run(run, checkpoint, device)
     count = translate_file(translator, input if input is not None else sys.stdin.buffer,
-                           output if output is not None else sys.stdout, attention,
+                           output if output is not None else sys.stdout, attention, layer=layer, head=head,
                            beam=beam, length_penalty=length_penalty, n_best=n_best, batch_size=batch_size)
     log.info("translated %d lines", count)
 
@@ -148,27 +152,34 @@ def attention(
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="Take the sentence from line --line of FILE."),
     from_json: Optional[Path] = typer.Option(None, help="Plot record --line of a `translate --attention` file instead."),
     line: int = typer.Option(1, min=1, help="Line number (1-based) in --input or --from-json."),
+    layer: Optional[int] = typer.Option(None, help=LAYER_HELP),
+    head: Optional[int] = typer.Option(None, help=HEAD_HELP),
     words: bool = typer.Option(False, "--words", help="Merge subword pieces into words."),
     text: bool = typer.Option(False, "--text", help="Also print the weights as a shaded grid in the terminal."),
     threshold: float = typer.Option(0.05, help="Alignment lines below this weight are left out."),
     out: Path = typer.Option(Path("results") / "attention", help="Directory for the PNG files."),
     stem: str = typer.Option("attention", help="File name stem: STEM_heatmap.png and STEM_lines.png."),
 ) -> None:
-    """Translate a sentence and draw its attention: a heatmap and an alignment-line plot."""
+    """Translate a sentence and draw its attention: a heatmap and an alignment-line plot, titled with which."""
     from mtkit import alignment
     from mtkit.plots import text_grid
 
     if from_json is not None:
+        if layer is not None or head is not None:
+            raise MtkitError("--layer and --head choose the weights a model reports; a --from-json record holds the "
+                             "ones it was written with (choose them with `mtkit translate --attention FILE --layer N "
+                             "--head N`)")
         record = alignment.record_from_json(from_json, line)
     else:
         if input is not None:
             sentence = alignment.sentence_from_file(input, line)
         if sentence is None:
             raise MtkitError("give a SENTENCE, --input FILE --line N, or --from-json FILE --line N")
-        record = alignment.record_from_model(sentence, run, checkpoint)
+        record = alignment.record_from_model(sentence, run, checkpoint, layer=layer, head=head)
     if words:
         record = alignment.to_words(record)
     typer.echo(record.translation)
+    typer.echo(f"weights: {record.attention}")
     if text:
         typer.echo(text_grid(record.source, record.target, record.weights))
     for path in alignment.draw(record, out, stem, threshold):

@@ -173,17 +173,31 @@ def _label_inches(labels: Sequence[str], fontsize: float) -> float:
     return max((len(t) for t in labels), default=1) * fontsize * 0.6 / 72
 
 
+def _title_lines(title: str | None) -> int:
+    """Return the number of lines `title` takes (0 for none), so that the figure makes room for each."""
+    return title.count("\n") + 1 if title else 0
+
+
+def _title_inches(title: str | None) -> float:
+    """Return the width of the longest line of `title` (set in matplotlib's 12 pt), so that none is cut off."""
+    return _label_inches(title.split("\n"), 12) + 0.4 if title else 0.0
+
+
 def plot_attention_heatmap(src_tokens: Sequence[str], tgt_tokens: Sequence[str], weights: Weights,
                            out: Path, title: str | None = None) -> Path:
-    """Return `out` after drawing the (T, S) weights: target tokens as rows, source tokens as columns."""
+    """Return `out` after drawing the (T, S) weights: target tokens as rows, source tokens as columns.
+
+    `title` may run to several lines (say, the sentence, then which attention it is).
+    """
     matrix = _as_matrix(weights, len(tgt_tokens), len(src_tokens))  # (T, S)
     num_tgt, num_src = matrix.shape
     fontsize = 9
     cell = 0.3  # inches per token, keeps 9 pt labels from overlapping
     rotate = num_src > 8 or max((len(t) for t in src_tokens), default=0) > 3
     src_room = _label_inches(src_tokens, fontsize) if rotate else 0.25
-    width = min(40.0, num_src * cell + _label_inches(tgt_tokens, fontsize) + 1.6)  # + colour bar
-    height = min(40.0, num_tgt * cell + src_room + (0.9 if title else 0.5))
+    width = min(40.0, max(num_src * cell + _label_inches(tgt_tokens, fontsize) + 1.6,  # + colour bar
+                          _title_inches(title)))
+    height = min(40.0, num_tgt * cell + src_room + 0.5 + 0.4 * _title_lines(title))
     fig, ax = plt.subplots(figsize=(max(width, 3.5), max(height, 2.5)), layout="constrained")
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="equal",
                       interpolation="nearest")
@@ -198,7 +212,7 @@ def plot_attention_heatmap(src_tokens: Sequence[str], tgt_tokens: Sequence[str],
     ax.set_ylabel("target")
     fig.colorbar(image, ax=ax, label="attention weight", shrink=min(1.0, 0.3 + 0.1 * num_tgt))
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)  # centred on the figure: a few source tokens make a narrower axes than the title
     return _save(fig, out)
 
 
@@ -206,7 +220,8 @@ def plot_alignment_lines(src_tokens: Sequence[str], tgt_tokens: Sequence[str], w
                          out: Path, threshold: float = 0.05, title: str | None = None) -> Path:
     """Return `out` after drawing source tokens above target tokens, joined where weight ≥ threshold.
 
-    Line width and opacity grow with the weight, so crossing lines show reordering.
+    Line width and opacity grow with the weight, so crossing lines show reordering. `title` may run
+    to several lines.
     """
     matrix = _as_matrix(weights, len(tgt_tokens), len(src_tokens))  # (T, S)
     fontsize = 9
@@ -215,9 +230,9 @@ def plot_alignment_lines(src_tokens: Sequence[str], tgt_tokens: Sequence[str], w
     # Inches of label above the source row and below the target row.
     src_room = _label_inches(src_tokens, fontsize) if rotate else 0.2
     tgt_room = _label_inches(tgt_tokens, fontsize) if rotate else 0.2
-    width = min(40.0, max(4.0, (0.45 if rotate else 0.75) * longest + 1.0))
+    width = min(40.0, max(4.0, (0.45 if rotate else 0.75) * longest + 1.0, _title_inches(title)))
     span = max(2.2, width / 5)  # inches between the two rows: wide plots need taller to show angles
-    height = span + src_room + tgt_room + 0.3 + (0.4 if title else 0.0)
+    height = span + src_room + tgt_room + 0.3 + 0.4 * _title_lines(title)
     fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
 
     def positions(n: int) -> np.ndarray:

@@ -34,7 +34,7 @@ from mtkit.device import autocast as autocast_for, choose_device, environment, s
 from mtkit.distributed import World
 from mtkit.errors import MtkitError
 from mtkit.loss import target_loss
-from mtkit.model import Seq2Seq, build_model, describe
+from mtkit.model import Seq2Seq, attention_label, build_model, describe
 from mtkit.prepare import EncodedSplit, Prepared, prepare
 from mtkit.runs import prepare_run_dir, write_data_info, write_latest
 from mtkit.search import decode
@@ -523,7 +523,10 @@ def _my_batches(batches: list[list[int]], world: World) -> list[list[int]]:
 
 
 def _save_attention_samples(run: _Run, step: int) -> None:
-    """Plot the attention of a few fixed dev sentences, so alignment can be watched as it emerges."""
+    """Plot the attention of a few fixed dev sentences, so alignment can be watched as it emerges.
+
+    Each title names the attention drawn: a Transformer's is the mean cross-attention of all its layers and heads.
+    """
     model, prepared, cfg, run_dir = run.model, run.prepared, run.cfg, run.run_dir
     n = min(cfg.train.attention_samples, len(prepared.splits["dev"].src_ids))
     if not n or not model.has_attention:
@@ -540,4 +543,4 @@ def _save_attention_samples(run: _Run, step: int) -> None:
             continue
         plot_attention_heatmap(prepared.tokenizer.src_pieces(src), prepared.tokenizer.tgt_pieces(hyp.tokens),
                                hyp.attention.numpy(), out_dir / f"dev{i}_step{step:07d}.png",
-                               title=f"dev sentence {i}, step {step}")
+                               title=f"dev sentence {i}, step {step}\n{attention_label(model)}")

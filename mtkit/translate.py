@@ -2,7 +2,9 @@
 
 `Translator` holds a trained model, its tokenizer and its decoding settings; `translate_file`
 is what `mtkit translate` runs: lines in, one output line per input line out (or n-best lines),
-and optionally one JSON record of attention weights per line.
+and optionally one JSON record of attention weights per line, labelled with what those weights are
+(`Translator.show_attention`: an RNN's one attention, or a Transformer's cross-attention of one
+layer and head, or a mean over them).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from mtkit.data.textio import read_lines
 from mtkit.data.tokenizer import Tokenizer
 from mtkit.device import choose_device
 from mtkit.errors import MtkitError
-from mtkit.model import Seq2Seq
+from mtkit.model import Seq2Seq, attention_label
+from mtkit.model.transformer import TransformerDecoder
 from mtkit.runs import resolve_checkpoint
 from mtkit.search import Hypothesis, decode
 
@@ -60,6 +63,36 @@ class Translator:
     def has_attention(self) -> bool:
         """True when the model computes attention weights."""
         return self.model.has_attention
+
+    @property
+    def attention_shape(self) -> tuple[int, int] | None:
+        """Return the (decoder layers, heads) whose cross-attention `show_attention` chooses from; None for an RNN."""
+        decoder = self.model.decoder
+        if isinstance(decoder, TransformerDecoder):
+            return decoder.num_layers, decoder.heads
+        return None
+
+    def show_attention(self, layer: int | None = None, head: int | None = None) -> str:
+        """Return a label naming the attention weights that translations carry from now on, chosen here.
+
+        A Transformer reports the cross-attention of decoder layer `layer` and head `head`, both
+        counted from 1; None averages over all layers (heads), so the default is the mean of every
+        head of every layer. An RNN has one attention (or none) and no layers or heads to choose.
+        The choice changes only the weights reported, never the translation.
+        """
+        decoder = self.model.decoder
+        if not isinstance(decoder, TransformerDecoder):
+            label = attention_label(self.model)
+            given = [f"--{name} {value}" for name, value in (("layer", layer), ("head", head)) if value is not None]
+            if given:
+                what = label if label == "no attention" else f"one {label}"
+                raise MtkitError(f"{given[0]}: --layer and --head choose among a Transformer's cross-attentions, but "
+                                 f"this run is an RNN with {what}; leave them out")
+            return label
+        try:
+            return decoder.show(None if layer is None else layer - 1, None if head is None else head - 1)
+        except ValueError as err:  # "--layer 4: this model has 3 layers (1-3)"
+            raise MtkitError(str(err)) from None
 
     def settings(self, beam: int | None = None, length_penalty: float | None = None,
                  max_len_ratio: float | None = None, batch_size: int | None = None) -> DecodeConfig:
@@ -108,18 +141,25 @@ def translate_lines(translator: Translator, lines: list[str], *, beam: int | Non
 
 
 def translate_file(translator: Translator, source: Path | BinaryIO, output: Path | TextIO,
-                   attention: Path | None = None, *, beam: int | None = None, length_penalty: float | None = None,
-                   n_best: int = 1, batch_size: int | None = None) -> int:
+                   attention: Path | None = None, *, layer: int | None = None, head: int | None = None,
+                   beam: int | None = None, length_penalty: float | None = None, n_best: int = 1,
+                   batch_size: int | None = None) -> int:
     """Translate every line of `source` into `output`; return the number of lines.
 
     `source` is a file path or a byte stream (stdin): invalid UTF-8 is replaced, never dropped, so
     output line N is always the translation of input line N. With `n_best` > 1 each input line gives
     `n_best` lines 'LINE ||| TEXT ||| LOG_PROB ||| SCORE'. With `attention`, one JSON record per line
-    (source and target pieces, the (T, S) weights of the best hypothesis) goes to that file.
+    (source and target pieces, the (T, S) weights of the best hypothesis and the label of those
+    weights) goes to that file; `layer` and `head` choose a Transformer's weights (see
+    `Translator.show_attention`).
     """
+    if attention is None and (layer is not None or head is not None):
+        raise MtkitError("--layer and --head choose the attention weights that --attention writes; "
+                         "add --attention FILE or leave them out")
     if attention is not None and not translator.has_attention:
         raise MtkitError("this model has no attention (model.attention.kind = none), so it has no weights to write; "
                          "drop --attention")
+    label = translator.show_attention(layer, head)
     if isinstance(source, Path):
         lines = read_lines(source, name=f"--input {source}", errors="replace")
     else:
@@ -132,7 +172,7 @@ def translate_file(translator: Translator, source: Path | BinaryIO, output: Path
         for number, result in enumerate(results, start=1):
             out.write(_output_lines(translator, number, result, n_best))
             if attn is not None:
-                attn.write(attention_record(translator, number, result) + "\n")
+                attn.write(attention_record(translator, number, result, label) + "\n")
         out.flush()
     return len(lines)
 
@@ -144,13 +184,15 @@ def _output_lines(translator: Translator, number: int, result: Translation, n_be
                    f"{hyp.score:.4f}\n" for hyp in result.hypotheses)
 
 
-def attention_record(translator: Translator, line: int, result: Translation) -> str:
-    """Return one JSON line: source and target pieces and the (T, S) weight matrix of the best hypothesis."""
+def attention_record(translator: Translator, line: int, result: Translation, attention: str) -> str:
+    """Return one JSON line: source and target pieces, the (T, S) weights of the best hypothesis, and
+    `attention`, the label saying which weights they are (from `Translator.show_attention`)."""
     hyp = result.hypotheses[0]
     weights = hyp.attention.tolist() if hyp.attention is not None else []
     return json.dumps({
         "line": line, "source": result.src_pieces, "target": translator.tokenizer.tgt_pieces(hyp.tokens),
-        "weights": [[round(w, 5) for w in row] for row in weights], "translation": result.text,
+        "attention": attention, "weights": [[round(w, 5) for w in row] for row in weights],
+        "translation": result.text,
     }, ensure_ascii=False)
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny models trained on id-level sequence reversal, and tiny runs made by `mtkit.train`."""
+"""Shared fixtures: tiny models trained on id-level sequence reversal, and tiny runs made by `mtkit.train`
+(RNNs with and without attention, and a Transformer)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from mtkit.config import AttentionConfig, ModelConfig
 from mtkit.data.batching import collate
+from mtkit.data.tokenizer import BOS
 from mtkit.model import Seq2Seq, build_model
 
 # Tiny models run fastest on one thread (and tests may run beside other work on 2 cores).
@@ -77,3 +79,48 @@ def tiny_runs(tmp_path_factory):
                                             "model.attention.kind=none"]))
         train(load_config(root / "c.yaml", [*TINY_RUN, "run_dir=runs/att", "train.max_steps=60"]))
     return root
+
+
+# The Transformer's own keys on top of TINY_RUN (whose RNN keys it ignores): 2 decoder layers of 2 heads.
+TINY_TRANSFORMER = [
+    "model.arch=transformer", "model.transformer.d_model=16", "model.transformer.heads=2",
+    "model.transformer.ff_dim=32", "model.transformer.enc_layers=1", "model.transformer.dec_layers=2",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer(tmp_path_factory):
+    """The directory of a tiny Transformer run (2 decoder layers, 2 heads) on the tiny_runs corpus.
+
+    It has a root of its own, so that tiny_runs' runs/latest stays the RNN `att`.
+    """
+    from mtkit.config import load_config
+    from mtkit.data.synthetic import make_pairs, write_pairs
+    from mtkit.train import train
+
+    root = tmp_path_factory.mktemp("transformer")
+    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
+    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
+                                 "  length_edges: [3, 6]\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        train(load_config(root / "c.yaml", [*TINY_RUN, *TINY_TRANSFORMER, "run_dir=runs/tf", "train.max_steps=60"]))
+    return root / "runs" / "tf"
+
+
+def cross_attention(model: Seq2Seq, src_ids: list[int], tokens: list[int]) -> torch.Tensor:
+    """Return every decoder layer's cross-attention (L, heads, T, S) while the model reads `tokens` after bos.
+
+    Read off each layer's cross_attn by a hook in a teacher-forced pass, not through `decoder.show`:
+    row t is the attention of the step that wrote tokens[t], as search reports it.
+    """
+    captured = []
+    hooks = [layer.cross_attn.register_forward_hook(lambda module, args, out: captured.append(out[1]))
+             for layer in model.decoder.layers]
+    try:
+        with torch.no_grad():
+            model(torch.tensor([src_ids]), torch.tensor([len(src_ids)]), torch.tensor([[BOS, *tokens[:-1]]]))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.stack(captured)[:, 0]  # (L, heads, T, S)

@@ -1,4 +1,5 @@
-"""alignment: attention records from a model or a JSON-lines file, merged into words, drawn as two PNGs."""
+"""alignment: attention records from a model or a JSON-lines file, merged into words, drawn as two PNGs, each
+saying which attention it holds (an RNN's one, or a Transformer's chosen cross-attention)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from conftest import cross_attention
 
-from mtkit.alignment import AttentionRecord, draw, record_from_json, record_from_model, to_words
+from mtkit import plots
+from mtkit.alignment import UNNAMED, AttentionRecord, draw, record_from_json, record_from_model, to_words
 from mtkit.errors import MtkitError
+from mtkit.translate import Translator
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -37,6 +41,30 @@ def test_record_from_model_matches_the_pieces_and_rows_sum_to_one(runs):
     assert rec.weights.shape == (len(rec.target), len(rec.source))
     assert np.allclose(rec.weights.sum(1), 1.0, atol=1e-5) and (rec.weights >= 0).all()
     assert "".join(rec.source).replace("▁", " ").strip() == sentence
+    assert rec.attention == "additive attention"
+
+
+@pytest.mark.parametrize("layer, head, label", [
+    (None, None, "cross-attention, mean of 2 layers, mean of 2 heads"),
+    (2, 1, "cross-attention, layer 2 of 2, head 1 of 2"),
+])
+def test_transformer_record_is_the_chosen_cross_attention_and_says_so(runs, tiny_transformer, layer, head, label):
+    sentence = Path(runs, "c.src").read_text().splitlines()[1]
+    rec = record_from_model(sentence, tiny_transformer, layer=layer, head=head)
+    assert rec.attention == label
+    translator = Translator.from_run(tiny_transformer)
+    tokens = translator.translate([sentence], beam=1)[0].hypotheses[0].tokens
+    every = cross_attention(translator.model, translator.tokenizer.encode_src([sentence])[0], tokens).numpy()
+    expected = every.mean((0, 1)) if layer is None else every[layer - 1, head - 1]  # (T, S)
+    assert rec.weights.shape == expected.shape and np.allclose(rec.weights, expected, atol=1e-5)
+    assert np.allclose(rec.weights.sum(1), 1.0, atol=1e-5)
+
+
+def test_layer_and_head_out_of_range_or_for_an_rnn_are_named(runs, tiny_transformer):
+    with pytest.raises(MtkitError, match=r"--layer 3: this model has 2 layers \(1-2\)"):
+        record_from_model("kafegi feno", tiny_transformer, layer=3)
+    with pytest.raises(MtkitError, match=r"--head 1: .* this run is an RNN with one additive attention"):
+        record_from_model("kafegi feno", runs / "runs/att", head=1)
 
 
 def test_model_without_attention_gets_a_clear_message(runs):
@@ -55,6 +83,16 @@ def test_record_from_json_reads_the_numbered_line(tmp_path):
     rec = record_from_json(path, 2)  # a broken line elsewhere in the file does not matter
     assert rec.source == ["▁a", "b"] and rec.target == ["▁X"] and rec.translation == "X"
     assert rec.weights.shape == (1, 2) and rec.weights.dtype == float
+    assert rec.attention == UNNAMED  # written before records named their attention: still read
+
+
+def test_record_from_json_keeps_the_label_through_words(tmp_path):
+    label = "cross-attention, layer 2 of 3, head 1 of 4"
+    rec = {"source": ["▁a", "b"], "target": ["▁X"], "attention": label, "weights": [[0.25, 0.75]],
+           "translation": "X"}
+    path = write_lines(tmp_path / "a.jsonl", [json.dumps(rec).encode()])
+    assert record_from_json(path).attention == label
+    assert to_words(record_from_json(path)).attention == label
 
 
 def test_record_from_json_missing_file_and_too_few_lines(tmp_path):
@@ -101,6 +139,15 @@ def test_draw_writes_two_valid_pngs(tmp_path):
         assert path.read_bytes()[:8] == PNG
         image = matplotlib.image.imread(path)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_draw_titles_say_which_attention(tmp_path, monkeypatch):
+    titles = {}
+    for name in ("plot_attention_heatmap", "plot_alignment_lines"):
+        monkeypatch.setattr(plots, name, lambda *args, name=name, title=None, **kwargs: titles.setdefault(name, title))
+    draw(record()._replace(attention="cross-attention, layer 1 of 2, mean of 2 heads"), tmp_path)
+    assert titles == {"plot_attention_heatmap": "Attention: AB C\ncross-attention, layer 1 of 2, mean of 2 heads",
+                      "plot_alignment_lines": "Alignment: AB C\ncross-attention, layer 1 of 2, mean of 2 heads"}
 
 
 def test_draw_refuses_an_empty_record(tmp_path):

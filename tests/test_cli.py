@@ -233,12 +233,31 @@ def test_attention_of_a_sentence_with_words_and_text(project, monkeypatch):
     sentence = lines_of(project.root / "data/train.src")[0]
     result = mtkit("attention", sentence, "--text", "--words", "--out", "att")
     assert result.code == 0, result
-    translation, *grid = result.stdout.splitlines()
-    assert translation.strip()
+    translation, shown, *grid = result.stdout.splitlines()
+    assert translation.strip() and shown == "weights: additive attention"
     assert any("┌" in line for line in grid) and grid[-1].startswith("shades:")
     assert sum("│" in line for line in grid) == len(translation.split())  # one grid row per target word
     for name in ("attention_heatmap.png", "attention_lines.png"):
         assert_png(project.root / "att" / name)
+
+
+def test_translate_and_attention_of_a_transformer_layer_and_head(project, tiny_transformer, monkeypatch):
+    monkeypatch.chdir(project.root)
+    (project.root / "tf.txt").write_text("\n".join(lines_of(project.root / "data/train.src")[:3]) + "\n")
+    run = str(tiny_transformer)
+    result = mtkit("translate", "--run", run, "-i", "tf.txt", "-o", "out/tf.txt", "--attention", "out/tf.jsonl",
+                   "--layer", "2", "--head", "1")
+    assert result.code == 0, result
+    records = [json.loads(line) for line in lines_of(project.root / "out/tf.jsonl")]
+    assert [r["attention"] for r in records] == ["cross-attention, layer 2 of 2, head 1 of 2"] * 3
+    shown = mtkit("attention", "--from-json", "out/tf.jsonl", "--line", "3", "--text", "--out", "out/tfplots")
+    assert shown.code == 0, shown
+    assert shown.stdout.splitlines()[:2] == [records[2]["translation"],
+                                             "weights: cross-attention, layer 2 of 2, head 1 of 2"]
+    assert_png(project.root / "out/tfplots/attention_heatmap.png")
+    drawn = mtkit("attention", lines_of(project.root / "tf.txt")[0], "--run", run, "--layer", "1", "--out", "out/tf1")
+    assert drawn.code == 0, drawn
+    assert drawn.stdout.splitlines()[1] == "weights: cross-attention, layer 1 of 2, mean of 2 heads"
 
 
 # User errors: one line, exit status 2, no traceback.
@@ -278,6 +297,22 @@ def test_no_attention_model_refuses_attention_output(project, monkeypatch):
                       "this model has no attention", "drop --attention")
     assert not (project.root / "a.jsonl").exists()
     assert_user_error(mtkit("attention", "kafegi feno", "--run", "runs/none"), "this model has no attention")
+
+
+def test_layer_and_head_errors_name_the_option(project, tiny_transformer, monkeypatch):
+    monkeypatch.chdir(project.root)
+    tf = str(tiny_transformer)
+    assert_user_error(mtkit("translate", "--run", tf, "--attention", "a.jsonl", "--layer", "3", input="kafegi\n"),
+                      "--layer 3: this model has 2 layers (1-2)")
+    assert_user_error(mtkit("translate", "--run", tf, "--attention", "a.jsonl", "--head", "0", input="kafegi\n"),
+                      "--head 0: this model has 2 heads (1-2)")
+    assert_user_error(mtkit("translate", "--run", tf, "--layer", "1", input="kafegi\n"), "add --attention FILE")
+    assert_user_error(mtkit("translate", "--attention", "a.jsonl", "--layer", "1", input="kafegi\n"),
+                      "--layer 1:", "this run is an RNN with one additive attention", "leave them out")
+    assert not (project.root / "a.jsonl").exists()
+    assert_user_error(mtkit("attention", "kafegi feno", "--run", tf, "--head", "9"), "--head 9: this model has 2 heads")
+    assert_user_error(mtkit("attention", "kafegi feno", "--head", "1"), "--head 1:", "RNN")
+    assert_user_error(mtkit("attention", "--from-json", "x.jsonl", "--layer", "1"), "--from-json record holds")
 
 
 def test_translate_output_that_cannot_be_written(project, monkeypatch):

@@ -52,6 +52,16 @@ def test_heatmap_png_grows_with_tokens(tmp_path):
     assert lw > 2 * sw and lh > 2 * sh
 
 
+@pytest.mark.parametrize("plot", [plot_attention_heatmap, plot_alignment_lines])
+def test_a_two_line_title_gets_room_for_both_lines_and_its_longest(tmp_path, plot):
+    label = "cross-attention, mean of 3 layers, mean of 4 heads"  # what `mtkit attention` puts on line two
+    tgt = [f"x{i}" for i in range(8)]  # tall enough to be above the heatmap's smallest height
+    one = plot(["a", "b"], tgt, attention(8, 2), tmp_path / "one.png", title="Attention: x")
+    two = plot(["a", "b"], tgt, attention(8, 2), tmp_path / "two.png", title=f"Attention: x\n{label}")
+    (w1, h1), (w2, h2) = png_size(one), png_size(two)
+    assert h2 > h1 and w2 >= len(label) * 12 * 0.5 / 72 * 150  # about half an em a character at 12 pt
+
+
 def test_alignment_lines_png(tmp_path):
     out = plot_alignment_lines(["le", "chat", "noir"], ["the", "black", "cat"],
                                np.eye(3)[[0, 2, 1]], tmp_path / "lines.png", title="t")

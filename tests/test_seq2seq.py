@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtkit.config import AttentionConfig, ModelConfig
+from mtkit.config import AttentionConfig, ModelConfig, TransformerConfig
 from mtkit.errors import MtkitError
-from mtkit.model import DecoderState, Memory, Seq2Seq, build_model, describe
+from mtkit.model import DecoderState, Memory, Seq2Seq, attention_label, build_model, describe
 from mtkit.model.encoder import lengths_to_mask
 
 @pytest.fixture(autouse=True)
@@ -157,6 +157,21 @@ def test_defaults_build_and_describe():
     assert text.startswith("RNNsearch(gru, bi 2x256 → 512, additive attention, bahdanau) ")
     count = sum(p.numel() for p in model.parameters())
     assert re.fullmatch(r".* (\d+\.\d)M params", text).group(1) == f"{count / 1e6:.1f}"
+
+
+@pytest.mark.parametrize("kind, decoder", VARIANTS)
+def test_attention_label_names_an_rnns_one_attention(kind, decoder):
+    label = attention_label(build_model(tiny(kind, decoder), V, V))
+    assert label == ("no attention" if kind == "none" else f"{kind} attention")
+
+
+def test_attention_label_names_the_cross_attention_a_transformer_shows():
+    model = build_model(ModelConfig(arch="transformer", transformer=TransformerConfig(
+        d_model=16, heads=2, ff_dim=32, enc_layers=1, dec_layers=3)), V, V)
+    assert attention_label(model) == "cross-attention, mean of 3 layers, mean of 2 heads"
+    model.decoder.show(1, 0)
+    assert attention_label(model) == "cross-attention, layer 2 of 3, head 1 of 2"
+    assert model.decoder.shown == (1, 0)  # reading the label leaves the choice alone
 
 
 def test_describe_names_each_family():

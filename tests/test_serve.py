@@ -1,4 +1,5 @@
-"""`mtkit serve`: the JSON API (answers, weights, every bad input a 4xx naming its field), concurrency, the CLI
+"""`mtkit serve`: the JSON API (answers, weights, every bad input a 4xx naming its field), a Transformer run
+(described by its architecture, its cross-attention labelled and chosen by layer and head), concurrency, the CLI
 start and Ctrl-C, and the page itself in a real browser (headless Chromium, skipped with the reason where none
 is installed)."""
 
@@ -17,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import cross_attention
 
 pytest.importorskip("fastapi", reason="mtkit serve needs fastapi (pip install -e '.[dev]')")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -195,6 +198,88 @@ def test_the_page_ships_in_the_package_and_fetches_nothing_from_elsewhere(client
     assert {"/api/runs", "/api/translate", "/api/scores", "/api/examples"} <= set(schema["paths"])
 
 
+# -- a Transformer run --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tf_runs(runs, tiny_transformer, tmp_path_factory) -> list[Path]:
+    """A copy of the tiny Transformer run (2 decoder layers, 2 heads), then the RNN `att`."""
+    return [Path(shutil.copytree(tiny_transformer, tmp_path_factory.mktemp("serve_tf") / "tf")), runs[0]]
+
+
+@pytest.fixture(scope="module")
+def tf_service(tf_runs) -> Service:
+    return Service.from_run_dirs(tf_runs)
+
+
+@pytest.fixture(scope="module")
+def tf_client(tf_service) -> TestClient:
+    return TestClient(make_app(tf_service))
+
+
+@pytest.fixture(scope="module")
+def tf_sentence(tf_service) -> str:
+    """A test sentence that the Transformer translates into at least two words."""
+    for line in tf_service.examples(None, 0, 20, outputs=False)["examples"]:
+        hyp = tf_service.translate(line["source"], ["tf"], beam=1)["results"][0]["hypotheses"][0]
+        if hyp["words"] and len(hyp["words"]["target"]) >= 2:
+            return line["source"]
+    pytest.fail("the tiny Transformer translated none of 20 test sentences into two or more words")
+
+
+def test_runs_describes_a_transformer_by_its_architecture(tf_client):
+    tf, rnn = tf_client.get("/api/runs").json()["runs"]
+    assert tf["name"] == "tf" and tf["arch"] == "transformer" and tf["attention"] is True
+    assert tf["description"].startswith("Transformer(1+2 layers, d 16, 2 heads, ff 32")
+    assert (tf["layers"], tf["heads"], tf["decoder"], tf["cell"]) == (2, 2, "transformer", None)
+    assert rnn["arch"] == "rnn" and rnn["description"].startswith("RNNsearch(gru")
+    assert (rnn["layers"], rnn["heads"], rnn["attention_kind"], rnn["cell"]) == (None, None, "additive", "gru")
+
+
+@pytest.mark.parametrize("layer, head, label", [
+    (None, None, "cross-attention, mean of 2 layers, mean of 2 heads"),
+    (2, None, "cross-attention, layer 2 of 2, mean of 2 heads"),
+    (1, 2, "cross-attention, layer 1 of 2, head 2 of 2"),
+])
+def test_translate_labels_and_honours_a_transformers_layer_and_head(tf_client, tf_runs, tf_sentence, layer, head,
+                                                                    label):
+    body = {"text": tf_sentence, "runs": ["tf"], "beam": 1, **({"layer": layer} if layer else {}),
+            **({"head": head} if head else {})}
+    response = tf_client.post("/api/translate", json=body)
+    assert response.status_code == 200
+    result = response.json()["results"][0]
+    assert result["attention_label"] == label and (result["layer"], result["head"]) == (layer, head)
+    translator = Translator.from_run(tf_runs[0])
+    tokens = translator.translate([tf_sentence], beam=1)[0].hypotheses[0].tokens
+    every = cross_attention(translator.model, translator.tokenizer.encode_src([tf_sentence])[0], tokens)
+    expected = every[slice(None) if layer is None else slice(layer - 1, layer),
+                     slice(None) if head is None else slice(head - 1, head)].mean((0, 1))  # (T, S)
+    weights = result["hypotheses"][0]["weights"]
+    assert torch.allclose(torch.tensor(weights), expected, atol=1e-4) and rows_sum_to_one(weights)
+    assert rows_sum_to_one(result["hypotheses"][0]["words"]["weights"])
+
+
+def test_an_rnn_result_says_which_attention_it_is(tf_client, tf_sentence):
+    results = tf_client.post("/api/translate", json={"text": tf_sentence}).json()["results"]
+    assert [r["attention_label"] for r in results] == ["cross-attention, mean of 2 layers, mean of 2 heads",
+                                                       "additive attention"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"runs": ["tf"], "layer": 3}, "layer: got 3; run tf has 2 decoder layers (1-2)"),
+    ({"runs": ["tf"], "head": 5}, "head: got 5; run tf has 2 heads (1-2)"),
+    ({"runs": ["tf"], "layer": 0}, "layer: got 0; must be at least 1"),
+    ({"runs": ["tf"], "head": "1"}, "head"),
+    ({"runs": ["tf"], "layer": 1.5}, "layer"),
+    ({"runs": ["att"], "layer": 1}, "layer: run att is an RNN"),
+    ({"head": 1}, "head: run att is an RNN"),  # all runs: the RNN among them has no heads to choose
+])
+def test_bad_layers_and_heads_get_a_422_naming_the_field(tf_client, body, message):
+    response = tf_client.post("/api/translate", json={"text": "kafegi feno", **body})
+    assert response.status_code == 422
+    data = response.json()
+    assert data["field"] == ("layer" if "layer" in body else "head") and message in data["error"]
+
+
 # -- concurrency --------------------------------------------------------------------------------------------
 
 def post(url: str, body: dict) -> dict:
@@ -361,3 +446,35 @@ def test_the_page_translates_and_draws_lines_hover_and_steps(browser, service, s
         page.close()
     expected_422 = "Failed to load resource: the server responded with a status of 422"  # the empty text, one per model
     assert [p for p in problems if not p.startswith(expected_422)] == [] and foreign == []
+
+
+def test_the_page_labels_a_transformers_attention_and_draws_the_chosen_layer(browser, tf_service, tf_sentence):
+    layer_2 = tf_service.translate(tf_sentence, ["tf"], layer=2)["results"][0]["hypotheses"][0]["words"]["weights"]
+    with background(make_app(tf_service)) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        problems = []
+        page.on("pageerror", lambda err: problems.append(str(err)))
+        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+        page.goto(url)
+        page.wait_for_selector("#pick-bucket option", state="attached")
+        assert "tf (Transformer, cross-attention)" in page.locator("#runs-summary").inner_text()
+        page.fill("#source", tf_sentence)
+        page.click("#translate")
+        tf, rnn = page.locator('.model[data-run="tf"]'), page.locator('.model[data-run="att"]')
+        page.wait_for_selector('.model[data-run="tf"] .attention-label')
+        page.wait_for_selector('.model[data-run="att"] .attention-label')
+        assert tf.locator(".attention-label").inner_text() == "cross-attention, mean of 2 layers, mean of 2 heads"
+        assert "Transformer(1+2 layers" in tf.locator("h2 small").inner_text()
+        assert rnn.locator(".attention-label").inner_text() == "additive attention"
+        assert rnn.locator("select.layer, select.head").count() == 0  # an RNN has no layers or heads to choose
+
+        tf.locator("select.layer").select_option("2")
+        page.wait_for_function("() => document.querySelector('.model[data-run=\"tf\"] .attention-label')"
+                               ".textContent.includes('layer 2 of 2')")
+        assert tf.locator(".attention-label").inner_text() == "cross-attention, layer 2 of 2, mean of 2 heads"
+        assert tf.locator("select.layer").input_value() == "2"
+        cells = tf.locator("rect.cell").evaluate_all("rs => rs.map(r => [+r.dataset.t, +r.dataset.s, +r.dataset.w])")
+        assert len(cells) == sum(len(row) for row in layer_2)
+        assert all(abs(w - layer_2[t][s]) < 1e-9 for t, s, w in cells)
+        page.close()
+    assert problems == []

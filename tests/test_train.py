@@ -212,3 +212,14 @@ def test_max_len_keeps_only_pairs_short_on_both_sides():
     assert load_config(None, ["train.max_len=30"]).train.max_len == 30
     with pytest.raises(MtkitError, match="train.max_len"):
         load_config(None, ["train.max_len=0"])
+
+
+def test_attention_samples_are_titled_with_the_attention_they_draw(workdir, monkeypatch):
+    from mtkit import plots
+
+    titles = []
+    monkeypatch.setattr(plots, "plot_attention_heatmap", lambda *args, title=None, **kwargs: titles.append(title))
+    train(config("train.attention_samples=1", "train.max_steps=2", "train.valid_every=2", "model.arch=transformer",
+                 "model.transformer.d_model=16", "model.transformer.heads=2", "model.transformer.ff_dim=32",
+                 "model.transformer.enc_layers=1", "model.transformer.dec_layers=2"))
+    assert titles and all(t.endswith("\ncross-attention, mean of 2 layers, mean of 2 heads") for t in titles)

@@ -1,4 +1,5 @@
-"""translate: one output per input line whatever the bytes, truncation warnings, runs, n-best, attention JSON."""
+"""translate: one output per input line whatever the bytes, truncation warnings, runs, n-best, attention JSON
+(labelled with which attention it holds: an RNN's one, or a Transformer's chosen layer and head)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import cross_attention
 
 from mtkit.alignment import record_from_json
 from mtkit.errors import MtkitError
@@ -129,6 +132,7 @@ def test_attention_json_has_one_row_per_target_piece(translator, sentences, tmp_
             assert len(row) == len(rec["source"]) and abs(sum(row) - 1.0) < 1e-3 and min(row) >= 0
     assert records[1]["weights"] == records[1]["target"] == records[1]["source"] == []
     assert records[0]["weights"]
+    assert [r["attention"] for r in records] == ["additive attention"] * 3
     again = record_from_json(path, 3)  # what `mtkit attention --from-json` reads
     assert again.weights.shape == (len(records[2]["target"]), len(records[2]["source"]))
 
@@ -138,3 +142,59 @@ def test_model_without_attention(root, sentences):
     assert not plain.has_attention
     results = plain.translate(sentences[:2], beam=2, n_best=2)
     assert len(results) == 2 and all(h.attention is None for r in results for h in r.hypotheses)
+
+
+@pytest.fixture(scope="module")
+def transformer(tiny_transformer) -> Translator:
+    return Translator.from_run(tiny_transformer)
+
+
+@pytest.mark.parametrize("layer, head, label", [
+    (None, None, "cross-attention, mean of 2 layers, mean of 2 heads"),
+    (2, None, "cross-attention, layer 2 of 2, mean of 2 heads"),
+    (1, 2, "cross-attention, layer 1 of 2, head 2 of 2"),
+    (None, 1, "cross-attention, mean of 2 layers, head 1 of 2"),
+])
+def test_transformer_attention_json_is_the_chosen_layer_and_head_and_says_so(transformer, sentences, tmp_path,
+                                                                             layer, head, label):
+    source, path = tmp_path / "in.txt", tmp_path / "att.jsonl"
+    source.write_text("".join(line + "\n" for line in sentences[:3]), encoding="utf-8")
+    assert translate_file(transformer, source, tmp_path / "out.txt", path, layer=layer, head=head) == 3
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for rec, line in zip(records, sentences):
+        assert rec["attention"] == label
+        src_ids = transformer.tokenizer.encode_src([line])[0]
+        tokens = transformer.translate([line])[0].hypotheses[0].tokens
+        every = cross_attention(transformer.model, src_ids, tokens)  # (L, heads, T, S)
+        assert not torch.allclose(every[0], every[1], atol=1e-3)  # the layers differ, so the choice shows
+        chosen = every[slice(None) if layer is None else slice(layer - 1, layer),
+                       slice(None) if head is None else slice(head - 1, head)].mean((0, 1))  # (T, S)
+        weights = torch.tensor(rec["weights"])
+        assert weights.shape == chosen.shape and torch.allclose(weights, chosen, atol=1e-4)
+        assert torch.allclose(weights.sum(1), torch.ones(len(tokens)), atol=1e-3)
+    assert [r["translation"] for r in records] == [t.text for t in transformer.translate(sentences[:3])]
+
+
+def test_transformer_layer_or_head_out_of_range_is_named(transformer, tmp_path):
+    for layer, head, message in [(3, None, "--layer 3: this model has 2 layers (1-2)"),
+                                 (0, None, "--layer 0: this model has 2 layers (1-2)"),
+                                 (None, 5, "--head 5: this model has 2 heads (1-2)")]:
+        with pytest.raises(MtkitError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            translate_file(transformer, io.BytesIO(b"kafegi\n"), tmp_path / "out.txt", tmp_path / "a.jsonl",
+                           layer=layer, head=head)
+    with pytest.raises(MtkitError, match="--layer and --head choose the attention weights that --attention writes"):
+        translate_file(transformer, io.BytesIO(b"kafegi\n"), tmp_path / "out.txt", layer=1)
+    assert not (tmp_path / "out.txt").exists()  # refused before anything was written
+
+
+def test_an_rnn_has_one_attention_and_no_layers_or_heads(translator, root):
+    assert translator.attention_shape is None and translator.show_attention() == "additive attention"
+    with pytest.raises(MtkitError, match="--layer 1: --layer and --head choose among a Transformer's "
+                                         "cross-attentions, but this run is an RNN with one additive attention"):
+        translator.show_attention(layer=1)
+    with pytest.raises(MtkitError, match="--head 2: .* RNN with one additive attention"):
+        translator.show_attention(head=2)
+    plain = Translator.from_run(root / "runs/none")
+    assert plain.show_attention() == "no attention"
+    with pytest.raises(MtkitError, match="RNN with no attention"):
+        plain.show_attention(layer=1)

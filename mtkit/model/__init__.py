@@ -2,7 +2,7 @@
 
 from mtkit.model.decoder import DecoderState, Memory, StepOutput, select
 from mtkit.model.encoder import EncoderOutput
-from mtkit.model.seq2seq import Seq2Seq, build_model, describe
+from mtkit.model.seq2seq import Seq2Seq, attention_label, build_model, describe
 
-__all__ = ["build_model", "Seq2Seq", "describe", "DecoderState", "Memory", "EncoderOutput",
+__all__ = ["build_model", "Seq2Seq", "describe", "attention_label", "DecoderState", "Memory", "EncoderOutput",
            "StepOutput", "select"]

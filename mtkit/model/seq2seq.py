@@ -119,6 +119,19 @@ def describe(model: Seq2Seq) -> str:
     return f"{name}({', '.join(parts)}) {_human(count_parameters(model))} params"
 
 
+def attention_label(model: Seq2Seq) -> str:
+    """Return what the attention weights of the model's steps are, in words.
+
+    "additive attention" (an RNN's one attention, by kind), "no attention", or for a Transformer
+    the cross-attention its decoder now shows, e.g. "cross-attention, mean of 3 layers, mean of 4 heads".
+    """
+    dec = model.decoder
+    if isinstance(dec, TransformerDecoder):
+        return dec.show(*dec.shown)  # the label of the current choice; choosing it again changes nothing
+    kind = attention_kind(dec.attention)
+    return "no attention" if kind == "none" else f"{kind} attention"
+
+
 def _describe_transformer(model: Seq2Seq) -> str:
     """e.g. "Transformer(3+3 layers, d 128, 4 heads, ff 512, sinusoidal, tied) 2.4M params"."""
     enc, dec = model.encoder, model.decoder

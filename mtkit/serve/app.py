@@ -5,7 +5,8 @@ Routes (the OpenAPI schema is at /openapi.json):
     GET  /                     the page (static/index.html)
     GET  /static/NAME          its script, style sheet and icon, read into memory at start
     GET  /api/runs             the served runs and the request limits
-    POST /api/translate        {"text", "runs"?, "beam"?, "n_best"?} → translations, pieces, words, weights
+    POST /api/translate        {"text", "runs"?, "beam"?, "n_best"?, "layer"?, "head"?} → translations, pieces,
+                               words, weights and which attention they are (layer, head: Transformer runs)
     GET  /api/scores           BLEU by length from the runs' eval/scores.json
     GET  /api/examples         ?bucket=21-30&offset=0&count=5&outputs=true → test sentences, references, outputs
 
@@ -60,6 +61,11 @@ class TranslateRequest(BaseModel):
     beam: Optional[StrictInt] = Field(None, description=f"Beam size, 1 (greedy) to {MAX_BEAM}; default: each "
                                                         "run's decode.beam.")
     n_best: StrictInt = Field(1, description="Hypotheses to return per run, 1 to the beam size.")
+    layer: Optional[StrictInt] = Field(None, description="Transformer runs only: show the cross-attention of this "
+                                                         "decoder layer, 1 to its layers (GET /api/runs); default: "
+                                                         "the mean of all layers.")
+    head: Optional[StrictInt] = Field(None, description="Transformer runs only: show this attention head, 1 to its "
+                                                        "heads; default: the mean of all heads.")
 
 
 def static_files() -> dict[str, tuple[bytes, str]]:
@@ -103,7 +109,8 @@ def make_app(run_dirs: Sequence[Path] | Service, checkpoint: str = "best", devic
 
     @app.post("/api/translate", summary="Translate one sentence: translations, pieces, words and weights")
     def translate(request: TranslateRequest) -> dict[str, Any]:
-        return service.translate(request.text, request.runs, request.beam, request.n_best)
+        return service.translate(request.text, request.runs, request.beam, request.n_best, request.layer,
+                                 request.head)
 
     @app.get("/api/scores", summary="BLEU by length (with 95% intervals) from the runs' `mtkit eval --by-length`")
     def scores() -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 `Service` holds the runs given at start (their models, test splits and evaluation scores, all
 read once, when it is made) and answers four questions: which runs, translate this (with
-pieces, words and weights), BLEU by length, and test sentences of one length bucket. A request
+pieces, words and weights, labelled with which attention they are: a Transformer's cross-attention
+of a chosen layer and head, or the mean), BLEU by length, and test sentences of one length bucket. A request
 names a run only by the name it got at start, so nothing a request says reaches the filesystem.
 
 Each model has its own lock: the web server answers requests on many threads, and a model is
@@ -26,6 +27,7 @@ from mtkit.compare import CACHED
 from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
 from mtkit.evaluate import SystemScore, bucket_bounds, load_json
+from mtkit.model import describe
 from mtkit.runs import CHECKPOINTS, prepared_dir, resolve_checkpoint
 from mtkit.translate import Translation, Translator
 
@@ -72,6 +74,17 @@ class LoadedRun:
         with self.lock:
             return self.translator.translate(sentences, beam=beam, n_best=n_best)
 
+    def translate_shown(self, sentence: str, beam: int, n_best: int, layer: int | None = None,
+                        head: int | None = None) -> tuple[Translation, str]:
+        """Return the translation of `sentence` with the attention of `layer` and `head`, and that attention's label.
+
+        Choosing the attention and translating happen under one hold of the lock, so a request never
+        gets the weights another request chose (see `Translator.show_attention`).
+        """
+        with self.lock:
+            label = self.translator.show_attention(layer, head)
+            return self.translator.translate([sentence], beam=beam, n_best=n_best)[0], label
+
 
 def load_runs(run_dirs: Sequence[Path], checkpoint: str = "best", device: str | None = None) -> list[LoadedRun]:
     """Return the runs in `run_dirs`, each with its model, test split, cached eval outputs and scores."""
@@ -89,8 +102,8 @@ def load_runs(run_dirs: Sequence[Path], checkpoint: str = "best", device: str | 
         cached = _eval_outputs(run_dir, ckpt, len(src) if src else 0, translator.cfg.decode.beam)
         scores_path = run_dir / "eval" / "scores.json"
         scores = load_json(scores_path) if scores_path.is_file() else []
-        log.info("%s: %s, %s attention, %d test sentences, %d scored systems", name, ckpt,
-                 translator.cfg.model.attention.kind, len(src or []), len(scores))
+        log.info("%s: %s, %s, %d test sentences, %d scored systems", name, ckpt, describe(translator.model),
+                 len(src or []), len(scores))
         runs.append(LoadedRun(name, run_dir, translator, src, ref, cached, scores))
     return runs
 
@@ -163,10 +176,16 @@ class Service:
         }
 
     def _describe(self, run: LoadedRun) -> dict[str, Any]:
+        """Return what the page shows of a run: an RNN's attention, decoder and cell; a Transformer's layers, heads."""
         cfg = run.translator.cfg
+        shape = run.translator.attention_shape  # (layers, heads) of a Transformer's cross-attention; None: an RNN
+        rnn = shape is None
         return {
-            "name": run.name, "path": str(run.run_dir.resolve()), "attention": run.translator.has_attention,
-            "attention_kind": cfg.model.attention.kind, "decoder": cfg.model.decoder, "cell": cfg.model.cell,
+            "name": run.name, "path": str(run.run_dir.resolve()), "arch": cfg.model.arch,
+            "description": describe(run.translator.model), "attention": run.translator.has_attention,
+            "attention_kind": cfg.model.attention.kind if rnn else "multi-head",
+            "decoder": cfg.model.decoder if rnn else "transformer", "cell": cfg.model.cell if rnn else None,
+            "layers": None if rnn else shape[0], "heads": None if rnn else shape[1],
             "parameters": sum(p.numel() for p in run.translator.model.parameters()),
             "beam": cfg.decode.beam, "max_src_len": cfg.decode.max_src_len,
             "test_sentences": len(run.test_src or []), "scored": run.name in self._scored,
@@ -175,10 +194,12 @@ class Service:
     # -- translate ----------------------------------------------------------------------------------------------
 
     def translate(self, text: Any, runs: Sequence[str] | None = None, beam: Any = None,
-                  n_best: Any = 1) -> dict[str, Any]:
+                  n_best: Any = 1, layer: Any = None, head: Any = None) -> dict[str, Any]:
         """Return every chosen run's translation of `text`: n-best hypotheses with pieces, words and weights.
 
-        `runs` None means all runs; `beam` None means each run's own `decode.beam`. The text is
+        `runs` None means all runs; `beam` None means each run's own `decode.beam`. `layer` and
+        `head` (1-based; None: the mean) choose a Transformer's cross-attention, and apply to
+        Transformer runs only; each result's `attention_label` says which weights it holds. The text is
         one sentence (line breaks count as spaces); a source longer than the run's
         `decode.max_src_len` pieces is truncated, as `mtkit translate` does, and the result says so.
         Everything is checked before any model runs.
@@ -186,6 +207,9 @@ class Service:
         sentence = self._check_text(text)
         chosen = self._check_runs(runs)
         _check_int("n_best", n_best)
+        for name, value in (("layer", layer), ("head", head)):
+            if value is not None:
+                _check_int(name, value)
         if beam is not None:
             _check_int("beam", beam, low=None)  # the lower bound is the run config's own (below)
             if beam > MAX_BEAM:
@@ -200,8 +224,9 @@ class Service:
             if not 1 <= n_best <= settings.beam:
                 raise RequestError("n_best", f"n_best: got {n_best}; give between 1 and the beam size "
                                              f"({settings.beam} for run {run.name})")
+            _check_choice(run, layer, head)
             plans.append((run, settings.beam))
-        results = [self._translate_one(run, sentence, run_beam, n_best) for run, run_beam in plans]
+        results = [self._translate_one(run, sentence, run_beam, n_best, layer, head) for run, run_beam in plans]
         return {"source": sentence, "n_best": n_best, "results": results}
 
     def _check_text(self, text: Any) -> str:
@@ -228,9 +253,10 @@ class Service:
                                status=404)
         return [self._runs[r] for r in dict.fromkeys(runs)]
 
-    def _translate_one(self, run: LoadedRun, sentence: str, beam: int, n_best: int) -> dict[str, Any]:
+    def _translate_one(self, run: LoadedRun, sentence: str, beam: int, n_best: int, layer: int | None,
+                       head: int | None) -> dict[str, Any]:
         start = time.perf_counter()
-        result = run.translate([sentence], beam=beam, n_best=n_best)[0]
+        result, label = run.translate_shown(sentence, beam, n_best, layer, head)
         elapsed = time.perf_counter() - start
         tokenizer = run.translator.tokenizer
         note = None
@@ -241,7 +267,8 @@ class Service:
                     f"(decode.max_src_len), as `mtkit translate` does")
         hypotheses = [self._hypothesis(run, result, hyp) for hyp in result.hypotheses]
         return {
-            "run": run.name, "attention": run.translator.has_attention, "beam": beam,
+            "run": run.name, "attention": run.translator.has_attention, "attention_label": label,
+            "layer": layer, "head": head, "beam": beam,
             "translation": result.text, "truncated": result.truncated, "note": note,
             "source_pieces": result.src_pieces, "hypotheses": hypotheses, "elapsed_ms": round(elapsed * 1000, 1),
         }
@@ -339,6 +366,20 @@ def _check_int(name: str, value: Any, low: int | None = 1) -> None:
         raise RequestError(name, f"{name}: give a whole number (got {value!r})")
     if low is not None and value < low:
         raise RequestError(name, f"{name}: got {value}; must be at least {low}")
+
+
+def _check_choice(run: LoadedRun, layer: int | None, head: int | None) -> None:
+    """Refuse a layer or head that `run` does not have: past its count, or any at all for an RNN."""
+    shape = run.translator.attention_shape  # (layers, heads); None: an RNN
+    for name, value, noun, index in (("layer", layer, "decoder layers", 0), ("head", head, "heads", 1)):
+        if value is None:
+            continue
+        if shape is None:
+            raise RequestError(name, f"{name}: run {run.name} is an RNN, with one attention and no layers or heads "
+                                     f"to choose; layer and head apply to Transformer runs only, so leave {name} out")
+        if value > shape[index]:
+            raise RequestError(name, f"{name}: got {value}; run {run.name} has {shape[index]} {noun} "
+                                     f"(1-{shape[index]})")
 
 
 def _rounded(matrix) -> list[list[float]]:

@@ -3,14 +3,18 @@
 // Every model gets a panel. A panel with attention draws the same (target × source) weights three
 // ways: alignment lines (one per weight ≥ the threshold, width and opacity following the weight),
 // a heatmap, and a step-through that replays decoding one target word at a time. Hovering (or
-// tapping) a word sets the panel's focus, and both views show it.
+// tapping) a word sets the panel's focus, and both views show it. Each panel names the attention it
+// draws; a Transformer's panel can choose the decoder layer and head of its cross-attention (default:
+// the mean of all), which asks the server again for that run.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
 const FONT = "13px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
 
-const state = { runs: [], limits: {}, buckets: [], views: [], current: null, examples: null };
+// request: the last translate request's body; choices: run name → {layer, head} chosen in its panel.
+const state = { runs: [], limits: {}, buckets: [], views: [], current: null, examples: null,
+  request: null, choices: {} };
 
 // ---------- small helpers ----------------------------------------------------------------------------------
 
@@ -104,8 +108,7 @@ async function init() {
     $("#beam").max = info.limits.max_beam;
     $("#n-best").max = info.limits.max_beam;
     $("#beam").placeholder = [...new Set(info.runs.map((r) => r.beam))].join("/");
-    $("#runs-summary").textContent = info.runs.map((r) =>
-      `${r.name} (${r.attention ? r.attention_kind + " attention" : "no attention"})`).join(" · ");
+    $("#runs-summary").textContent = info.runs.map((r) => `${r.name} (${summarize(r)})`).join(" · ");
     const select = $("#pick-bucket");
     for (const b of info.buckets) {
       select.append(el("option", { value: b.label, text: `${b.label} words (${b.count})` }));
@@ -173,6 +176,7 @@ async function translate() {
   if ($("#beam").value !== "") body.beam = Number($("#beam").value);
   if ($("#n-best").value !== "" && Number($("#n-best").value) !== 1) body.n_best = Number($("#n-best").value);
   if (!state.runs.length) { setStatus("no runs loaded", true); return; }
+  state.request = body;
   setStatus("translating…");
   const models = $("#models");
   models.replaceChildren();
@@ -186,7 +190,7 @@ async function translate() {
         el("small", { text: describeRun(run) })),
       el("p", { class: "pending", text: "translating…" }));
     models.append(panel);
-    const result = (await api("/api/translate", { ...body, runs: [run.name] })).results[0];
+    const result = (await api("/api/translate", { ...body, runs: [run.name], ...choice(run) })).results[0];
     const view = new ModelView(panel, run, result);
     state.views[index] = view;
     view.render();
@@ -209,11 +213,24 @@ async function translate() {
     (notes.length ? ` — ${notes[0]}` : ""), false);
 }
 
+function summarize(run) {
+  if (run.arch === "transformer") return "Transformer, cross-attention";
+  return run.attention ? `${run.attention_kind} attention` : "no attention";
+}
+
+// The model as mtkit names it, e.g. "RNNsearch(gru, bi 1x256 → 512, additive attention, bahdanau) 12.3M params"
+// or "Transformer(3+3 layers, d 128, 4 heads, ff 512, sinusoidal) 2.4M params".
 function describeRun(run) {
-  const kind = run.attention ? `${run.attention_kind} attention, ${run.decoder} decoder` : "no attention (RNNencdec)";
-  const n = run.parameters;
-  const size = n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(1)}k`;
-  return ` ${kind} · ${run.cell.toUpperCase()} · ${size} parameters`;
+  return ` ${run.description}`;
+}
+
+// The layer and head chosen in a Transformer run's panel, as request fields ({} for the mean, and for RNN runs).
+function choice(run) {
+  const chosen = state.choices[run.name] || {};
+  const fields = {};
+  if (run.layers && chosen.layer) fields.layer = chosen.layer;
+  if (run.heads && chosen.head) fields.head = chosen.head;
+  return fields;
 }
 
 // ---------- one model's panel ------------------------------------------------------------------------------
@@ -252,6 +269,7 @@ class ModelView {
     if (!this.hasAttention) {
       children.push(this.fixedVectorPanel());
     } else {
+      children.push(this.attentionChoice());
       const d = this.data();
       this.stepMax = d.tgt.length;
       this.step = Math.min(this.step, this.stepMax);
@@ -261,6 +279,38 @@ class ModelView {
     this.panel.replaceChildren(...children);
     this.panel.classList.toggle("no-attention", !this.hasAttention);
     if (this.hasAttention) this.update();
+  }
+
+  // Which attention the drawings show; a Transformer's panel also chooses its layer and head (blank: the mean).
+  attentionChoice() {
+    const box = el("div", { class: "attention-choice" },
+      el("span", { class: "attention-label", text: this.result.attention_label }));
+    if (!this.run.layers) return box;
+    const chosen = choice(this.run);
+    const menu = (name, count) => {
+      const select = el("select", { class: name, "aria-label": `${name} of the cross-attention shown` },
+        el("option", { value: "", text: `mean of ${count}` }),
+        ...Array.from({ length: count }, (_, i) => el("option", { value: String(i + 1), text: String(i + 1) })));
+      select.value = chosen[name] ? String(chosen[name]) : "";
+      select.addEventListener("change", () => this.choose(name, select.value === "" ? null : Number(select.value)));
+      return el("label", {}, `${name} `, select);
+    };
+    box.append(menu("layer", this.run.layers), menu("head", this.run.heads));
+    return box;
+  }
+
+  // Ask the server again for this run, with the layer or head just chosen; the other panels stay as they are.
+  async choose(name, value) {
+    state.choices[this.run.name] = { ...state.choices[this.run.name], [name]: value };
+    try {
+      const body = { ...state.request, runs: [this.run.name], ...choice(this.run) };
+      this.result = (await api("/api/translate", body)).results[0];
+    } catch (err) {
+      setStatus(`${err.message}${err.status ? ` (HTTP ${err.status})` : ""}`, true);
+      return;
+    }
+    this.hyp = Math.min(this.hyp, this.result.hypotheses.length - 1);
+    this.render();
   }
 
   nbestList() {
