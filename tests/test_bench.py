@@ -18,7 +18,7 @@ from benchmarks.levers import LeverBench, one_thread, random_token_batches, time
 from benchmarks.run import load_model
 from benchmarks.timing import Window, summarise_windows, time_training, training_batches, training_step
 from mtkit.checkpoint import TrainState, save_checkpoint
-from mtkit.config import AttentionConfig, ModelConfig, load_config
+from mtkit.config import AttentionConfig, ModelConfig, TransformerConfig, load_config
 from mtkit.data.synthetic import make_pairs, write_pairs
 from mtkit.data.tokenizer import EOS
 from mtkit.model import build_model
@@ -31,6 +31,12 @@ def tiny(**changes) -> ModelConfig:
     base = dict(emb_dim=3, hidden_dim=4, dec_hidden_dim=6, out_dim=7, dropout=0.0,
                 attention=AttentionConfig(kind="additive", dim=5), decoder="luong", input_feeding=True)
     return ModelConfig(**{**base, **changes})
+
+
+def tiny_transformer(**changes) -> ModelConfig:
+    """d = 8, 2 heads, ff 12, 2 encoder layers and 1 decoder layer."""
+    shape = TransformerConfig(**{**dict(d_model=8, heads=2, ff_dim=12, enc_layers=2, dec_layers=1), **changes})
+    return ModelConfig(arch="transformer", transformer=shape, dropout=0.0)
 
 
 def tiny_batch(tgt_len: int):
@@ -61,6 +67,21 @@ def test_flops_without_attention_have_no_pair_term():
     assert count.per_src_token == 2 * (2 * 84)
     assert count.per_tgt_token == 2 * (18 * 11 + 18 * 6) + 2 * 17 * 7 + 2 * 7 * 11
     assert count.per_pair == 0
+
+
+def test_flops_of_a_tiny_transformer_match_the_formula():
+    d, f, v, enc_layers, dec_layers = 8, 12, 11, 2, 1
+    count = count_flops(build_model(tiny_transformer(), 10, v))
+    # the flops.py docstring: encoder layers (Q, K, V, O and feed-forward), each decoder layer's cross K, V
+    per_src = enc_layers * (2 * 4 * d * d + 2 * 2 * d * f) + dec_layers * 2 * 2 * d * d
+    # self Q, K, V, O; cross Q, O; feed-forward; the vocabulary projection
+    per_tgt = dec_layers * (2 * 4 * d * d + 2 * 2 * d * d + 2 * 2 * d * f) + 2 * d * v
+    assert (per_src, per_tgt) == (2048, 1328)  # 2·(512 + 384) + 256; 512 + 256 + 384 + 176
+    assert count == FlopCount(per_src, per_tgt, dec_layers * 4 * d, 0, 2 * d * v,
+                              per_src_pair=enc_layers * 4 * d, per_tgt_pair=dec_layers * 4 * d)
+    # m = 3, n = 2: 3·F_src + 2·F_tgt + 6 cross pairs·32 + 9 source pairs·64 + 3 causal target pairs·32
+    assert pair_flops(count, 3, 2) == 3 * 2048 + 2 * 1328 + 6 * 32 + 9 * 64 + 3 * 32 == 9664
+    assert training_flops_per_token(count, [3], [2]) == 3 * 9664 / 2
 
 
 def test_product_flops_names_what_it_counts():
