@@ -39,6 +39,12 @@ def tiny_transformer(**changes) -> ModelConfig:
     return ModelConfig(arch="transformer", transformer=shape, dropout=0.0)
 
 
+def tiny_transformer(**changes) -> ModelConfig:
+    """d = 8, 2 heads, ff 12, 2 encoder layers and 1 decoder layer."""
+    shape = TransformerConfig(**{**dict(d_model=8, heads=2, ff_dim=12, enc_layers=2, dec_layers=1), **changes})
+    return ModelConfig(arch="transformer", transformer=shape, dropout=0.0)
+
+
 def tiny_batch(tgt_len: int):
     """Three pairs with source 4 and target tgt_len tokens (eos included), random words."""
     return random_batch(3, 4, tgt_len, 12, 12, random.Random(tgt_len))
@@ -67,6 +73,21 @@ def test_flops_without_attention_have_no_pair_term():
     assert count.per_src_token == 2 * (2 * 84)
     assert count.per_tgt_token == 2 * (18 * 11 + 18 * 6) + 2 * 17 * 7 + 2 * 7 * 11
     assert count.per_pair == 0
+
+
+def test_flops_of_a_tiny_transformer_match_the_formula():
+    d, f, v, enc_layers, dec_layers = 8, 12, 11, 2, 1
+    count = count_flops(build_model(tiny_transformer(), 10, v))
+    # the flops.py docstring: encoder layers (Q, K, V, O and feed-forward), each decoder layer's cross K, V
+    per_src = enc_layers * (2 * 4 * d * d + 2 * 2 * d * f) + dec_layers * 2 * 2 * d * d
+    # self Q, K, V, O; cross Q, O; feed-forward; the vocabulary projection
+    per_tgt = dec_layers * (2 * 4 * d * d + 2 * 2 * d * d + 2 * 2 * d * f) + 2 * d * v
+    assert (per_src, per_tgt) == (2048, 1328)  # 2·(512 + 384) + 256; 512 + 256 + 384 + 176
+    assert count == FlopCount(per_src, per_tgt, dec_layers * 4 * d, 0, 2 * d * v,
+                              per_src_pair=enc_layers * 4 * d, per_tgt_pair=dec_layers * 4 * d)
+    # m = 3, n = 2: 3·F_src + 2·F_tgt + 6 cross pairs·32 + 9 source pairs·64 + 3 causal target pairs·32
+    assert pair_flops(count, 3, 2) == 3 * 2048 + 2 * 1328 + 6 * 32 + 9 * 64 + 3 * 32 == 9664
+    assert training_flops_per_token(count, [3], [2]) == 3 * 9664 / 2
 
 
 def test_flops_of_a_tiny_transformer_match_the_formula():
@@ -118,6 +139,15 @@ def test_bilinear_fit_recovers_a_known_function():
     points = [{"m": m, "t": t, "y": 0.5 + 0.02 * m + 0.03 * t + 0.004 * m * t} for m in (2, 5, 9) for t in (1, 4, 8)]
     fit = bilinear_fit(points, "y")
     assert [fit[k] for k in ("const", "per_m", "per_t", "per_mt")] == pytest.approx([0.5, 0.02, 0.03, 0.004])
+    assert fit["r2"] == 1.0
+
+
+def test_fit_with_squares_recovers_a_known_function():
+    points = [{"m": m, "t": t, "y": 0.5 + 0.02 * m + 0.03 * t + 0.004 * m * t + 0.001 * m * m + 0.002 * t * t}
+              for m in (2, 5, 9) for t in (1, 4, 8)]
+    fit = bilinear_fit(points, "y", squares=True)
+    assert [fit[k] for k in ("const", "per_m", "per_t", "per_mt", "per_mm", "per_tt")] == pytest.approx(
+        [0.5, 0.02, 0.03, 0.004, 0.001, 0.002])
     assert fit["r2"] == 1.0
 
 
