@@ -65,13 +65,26 @@ def _profile_rows(prof: dict[str, Any]) -> list[str]:
     return rows + [f"  {op['name']:<44}{op['share']:>7.1%}  {op['calls']:>7} calls" for op in prof["operators"]]
 
 
+def _lever_rows(lever: dict[str, Any]) -> list[str]:
+    """Return a lever's speed-up row and what it checked (agreement, same tokens), or why it was skipped."""
+    if "skipped" in lever:
+        return [_row(f"lever: {lever['name']}", "skipped") + f"\n    {lever['skipped']}"]
+    rows = [_row(f"lever: {lever['name']}", f"×{lever['speedup']:.2f}", lever["load"]),
+            _row("  seconds, lever / alternative", f"{lever['lever_seconds']:.3g} / {lever['baseline_seconds']:.3g}")]
+    if "max_abs_difference" in lever:
+        agree = "agree" if lever["agree"] else "DIFFER"
+        rows.append(_row("  max |difference| of outputs", f"{lever['max_abs_difference']:.1e} {agree}"))
+    if "same_tokens" in lever:
+        rows.append(_row("  same tokens", "yes" if lever["same_tokens"] else "NO"))
+    return rows
+
+
 def _extra_rows(result: dict[str, Any]) -> list[str]:
     """Return the rows of the optional parts: attention cost slopes, profile, levers."""
     rows = _cost_rows(result.get("attention_cost", {}))
     if "profile" in result:
         rows += _profile_rows(result["profile"])
-    return rows + [_row(f"lever: {lever['name']}", f"×{lever['speedup']:.2f}", lever["load"])
-                   for lever in result.get("levers", [])]
+    return rows + [row for lever in result.get("levers", []) for row in _lever_rows(lever)]
 
 
 def format_table(result: dict[str, Any]) -> str:
