@@ -9,6 +9,7 @@ One module per job:
 * `memory`         peak resident memory per phase; glibc's keeping of freed memory
 * `timing`         training throughput (mtkit.train.train_step) and translation speed (mtkit.search.decode)
 * `levers`         each speed lever of mtkit timed against its alternative, interleaved
+* `transformer_levers` how the Transformer's attention is built: fused kernel, torch's module, the cache
 * `attention_cost` decoding and training time on a grid of source × target lengths, fit and figure
 * `report`         the plain-text table and the JSON file
 * `run`            the whole benchmark in one process, in a fixed order (`run_bench`)

@@ -9,11 +9,15 @@ that the fused one replaced:
 * the fused vocabulary projection and loss (`mtkit.loss.target_loss`) against the (B, T, V) logits
   of `Decoder.logits` and torch's cross-entropy, both on `mtkit.train.forward_features`;
 * attention keys projected once per sentence (`Memory.projected`) against a `Memory` without them,
-  with which `Attention.forward` projects them at every call (its `projected=None`);
+  with which `Attention.forward` projects them at every call (its `projected=None`); RNNs only:
+  a Transformer's record says why it is skipped;
 * the whole-sequence decoder (`Decoder.forward`) against its reference loop over `step`
-  (`Decoder.unroll`), on the config's model if it has that path, else on the variants that do;
+  (`Decoder.unroll`), on the config's model if it has that path, else on the variants that do
+  (a Transformer's: every target position in one causal pass, against cached steps);
 * one thread against all cores (`mtkit.device.set_threads`), for a training step and for greedy decoding;
 * glibc keeping freed memory (`benchmarks.memory.keep_freed_memory`) against its defaults.
+
+The Transformer's own levers, how its attention is built, are `benchmarks.transformer_levers`.
 
 Levers whose alternative mtkit no longer has (torch's packed encoder, search without
 `torch.inference_mode`) were measured at an earlier commit; docs/bench_levers.json is their record.
@@ -42,6 +46,7 @@ from mtkit.data.tokenizer import PAD
 from mtkit.device import set_threads
 from mtkit.loss import target_loss
 from mtkit.model import Memory, Seq2Seq, build_model, describe
+from mtkit.model.transformer import TransformerDecoder
 from mtkit.prepare import EncodedSplit
 from mtkit.search import decode
 from mtkit.train import forward_features
@@ -50,6 +55,9 @@ from benchmarks.memory import keep_freed_memory
 from benchmarks.timing import StepFn, load_average, training_step
 
 log = logging.getLogger(__name__)
+
+KEYS_ALWAYS_ONCE = ("a Transformer projects its cross-attention keys and values once per sentence "
+                    "(TransformerDecoder.init_state) and has no per-step path to time against")
 
 Run = Callable[[int], Any]  # one side of a lever, run for round i
 
@@ -102,6 +110,12 @@ def lever_record(name: str, lever: str, baseline: str, timing: Timing, unit: str
     log.info("lever %s: %s %.3f s vs %s %.3f s (×%.2f, load %.2f)", name, lever, timing.lever, baseline,
              timing.baseline, timing.baseline / timing.lever, timing.load)
     return record
+
+
+def skipped_record(name: str, reason: str) -> dict[str, Any]:
+    """Return the record of a lever that does not apply to this model, with the reason."""
+    log.info("lever %s: skipped, %s", name, reason)
+    return {"name": name, "skipped": reason}
 
 
 def _backward(model: Seq2Seq, loss: Callable[[], Tensor]) -> None:
@@ -218,7 +232,8 @@ def whole_sequence_models(cfg: Config, model: Seq2Seq) -> list[Seq2Seq]:
 
 
 def whole_sequence(bench: LeverBench, model: Seq2Seq) -> dict[str, Any]:
-    """Time forward+backward through `Decoder.forward` (one RNN call) and `Decoder.unroll` (one step at a time)."""
+    """Time forward+backward through `Decoder.forward` (one RNN call, or one causal pass) and `Decoder.unroll`
+    (one step at a time)."""
     def run(unroll: bool) -> Run:
         def loss(b: Batch) -> Tensor:
             state, memory = model.encode(b.src, b.src_len)
@@ -226,9 +241,12 @@ def whole_sequence(bench: LeverBench, model: Seq2Seq) -> dict[str, Any]:
             return logits_loss(logits, b.tgt_out)
         return lambda i: _backward(model, lambda: loss(bench.batch(i)))
 
-    kind = "no attention" if model.decoder.attention is None else "attention"
-    return lever_record(f"fused whole-sequence decoder ({kind})", "one RNN call over all positions",
-                        "one step at a time", interleaved(run(False), run(True), bench.rounds),
+    if isinstance(model.decoder, TransformerDecoder):
+        name, lever = "whole-sequence decoder (Transformer)", "all positions in one causal pass"
+    else:
+        name = f"fused whole-sequence decoder ({'no attention' if model.decoder.attention is None else 'attention'})"
+        lever = "one RNN call over all positions"
+    return lever_record(name, lever, "one step at a time", interleaved(run(False), run(True), bench.rounds),
                         "seconds per forward+backward", f"on {describe(model)}")
 
 
@@ -280,7 +298,9 @@ def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], split: En
     """
     bench = LeverBench(cfg, model, training_step(model, cfg.train), batches, list(test_src[:sentences]), rounds)
     out = [bucketing(bench, split), fused_loss(bench)]
-    if model.decoder.attention is not None:
+    if isinstance(model.decoder, TransformerDecoder):
+        out.append(skipped_record("attention keys projected once per sentence", KEYS_ALWAYS_ONCE))
+    elif model.decoder.attention is not None:
         out.append(keys_projected_once(bench))
     out += [whole_sequence(bench, m) for m in whole_sequence_models(cfg, model)]
     cores = os.cpu_count() or 1

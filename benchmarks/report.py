@@ -49,16 +49,42 @@ def _memory_rows(result: dict[str, Any]) -> list[str]:
     return rows + [_row("peak RSS, whole process", f"{result['peak_rss_bytes'] / GIB:.2f} GiB")]
 
 
+def _cost_rows(cost: dict[str, Any]) -> list[str]:
+    """Return the attention cost fits' slopes (µs per m·t, and per m², t² where fitted), and what was skipped."""
+    names = {"per_mt": "m·t", "per_mm": "m²", "per_tt": "t²"}
+    rows = [_row(f"{what} {kind}: µs per {names[term]}", f"{fit[term] * 1e6:.3f}")
+            for kind, fits in cost.get("fits", {}).items() for what, fit in fits.items()
+            for term in names if term in fit]
+    return rows + [_row(f"attention cost {kind}", "skipped") + f"\n    {reason}"
+                   for kind, reason in cost.get("skipped", {}).items()]
+
+
+def _profile_rows(prof: dict[str, Any]) -> list[str]:
+    """Return the profile's heading and its operators by share of self CPU time."""
+    rows = [f"\nself CPU time of {prof['steps']} training steps ({prof['self_cpu_seconds']:.2f} s), by operator:"]
+    return rows + [f"  {op['name']:<44}{op['share']:>7.1%}  {op['calls']:>7} calls" for op in prof["operators"]]
+
+
+def _lever_rows(lever: dict[str, Any]) -> list[str]:
+    """Return a lever's speed-up row and what it checked (agreement, same tokens), or why it was skipped."""
+    if "skipped" in lever:
+        return [_row(f"lever: {lever['name']}", "skipped") + f"\n    {lever['skipped']}"]
+    rows = [_row(f"lever: {lever['name']}", f"×{lever['speedup']:.2f}", lever["load"]),
+            _row("  seconds, lever / alternative", f"{lever['lever_seconds']:.3g} / {lever['baseline_seconds']:.3g}")]
+    if "max_abs_difference" in lever:
+        agree = "agree" if lever["agree"] else "DIFFER"
+        rows.append(_row("  max |difference| of outputs", f"{lever['max_abs_difference']:.1e} {agree}"))
+    if "same_tokens" in lever:
+        rows.append(_row("  same tokens", "yes" if lever["same_tokens"] else "NO"))
+    return rows
+
+
 def _extra_rows(result: dict[str, Any]) -> list[str]:
     """Return the rows of the optional parts: attention cost slopes, profile, levers."""
-    rows = [_row(f"{what} {kind}: µs per m·t", f"{fit['per_mt'] * 1e6:.3f}")
-            for kind, fits in result.get("attention_cost", {}).get("fits", {}).items() for what, fit in fits.items()]
+    rows = _cost_rows(result.get("attention_cost", {}))
     if "profile" in result:
-        prof = result["profile"]
-        rows.append(f"\nself CPU time of {prof['steps']} training steps ({prof['self_cpu_seconds']:.2f} s), by operator:")
-        rows += [f"  {op['name']:<44}{op['share']:>7.1%}  {op['calls']:>7} calls" for op in prof["operators"]]
-    return rows + [_row(f"lever: {lever['name']}", f"×{lever['speedup']:.2f}", lever["load"])
-                   for lever in result.get("levers", [])]
+        rows += _profile_rows(result["profile"])
+    return rows + [row for lever in result.get("levers", []) for row in _lever_rows(lever)]
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -9,7 +9,8 @@
 5. utilisation: useful FLOPs per target token (`flops.count_flops`) × tokens/s ÷ the matmul peak;
 
 then, when asked for, a profile of a few training steps, the attention cost grid
-(`attention_cost`) and the levers (`levers`). Everything runs on the CPU.
+(`attention_cost`) and the levers (`levers`; a Transformer's also `transformer_levers`).
+Everything runs on the CPU.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mtkit.data.batching import Batch, padding_fraction
 from mtkit.data.tokenizer import PAD
 from mtkit.device import environment
 from mtkit.model import Seq2Seq, build_model, describe
+from mtkit.model.transformer import TransformerDecoder
 from mtkit.prepare import EncodedSplit, Prepared, prepare
 from mtkit.runs import resolve_checkpoint
 
@@ -39,6 +41,7 @@ from benchmarks.levers import time_levers
 from benchmarks.memory import phase_peak_bytes, start_phase_peak
 from benchmarks.timing import (StepFn, profile_training, summarise_windows, time_training, time_translation,
                                training_batches, training_step)
+from benchmarks.transformer_levers import time_transformer_levers
 
 log = logging.getLogger(__name__)
 
@@ -144,5 +147,7 @@ def run_bench(cfg: Config, settings: Settings = Settings()) -> dict[str, Any]:
         plot_attention_cost(result["attention_cost"], settings.attention_cost_png)
     if settings.levers:
         result["levers"] = time_levers(cfg, model, timed, train_split, test_split.src_ids)
+        if isinstance(model.decoder, TransformerDecoder):
+            result["levers"] += time_transformer_levers(cfg, model, timed, test_split.src_ids)
     result["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return result

@@ -4,6 +4,7 @@ levers rely on, and the benchmark end to end on a tiny corpus (no assertions on 
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from benchmarks.flops import FlopCount, count_flops, matmul_peak, pair_flops, pr
 from benchmarks.levers import LeverBench, one_thread, random_token_batches, time_levers, without_projected_keys
 from benchmarks.run import load_model
 from benchmarks.timing import Window, summarise_windows, time_training, training_batches, training_step
+from benchmarks.transformer_levers import (RecomputingDecoder, self_attention_input, time_transformer_levers,
+                                           torch_attention, torch_twin)
 from mtkit.checkpoint import TrainState, save_checkpoint
-from mtkit.config import AttentionConfig, ModelConfig, load_config
+from mtkit.config import AttentionConfig, ModelConfig, TransformerConfig, load_config
 from mtkit.data.synthetic import make_pairs, write_pairs
 from mtkit.data.tokenizer import EOS
-from mtkit.model import build_model
+from mtkit.model import Seq2Seq, build_model
 from mtkit.prepare import prepare
 from mtkit.search import greedy
 
@@ -31,6 +34,12 @@ def tiny(**changes) -> ModelConfig:
     base = dict(emb_dim=3, hidden_dim=4, dec_hidden_dim=6, out_dim=7, dropout=0.0,
                 attention=AttentionConfig(kind="additive", dim=5), decoder="luong", input_feeding=True)
     return ModelConfig(**{**base, **changes})
+
+
+def tiny_transformer(**changes) -> ModelConfig:
+    """d = 8, 2 heads, ff 12, 2 encoder layers and 1 decoder layer."""
+    shape = TransformerConfig(**{**dict(d_model=8, heads=2, ff_dim=12, enc_layers=2, dec_layers=1), **changes})
+    return ModelConfig(arch="transformer", transformer=shape, dropout=0.0)
 
 
 def tiny_batch(tgt_len: int):
@@ -61,6 +70,21 @@ def test_flops_without_attention_have_no_pair_term():
     assert count.per_src_token == 2 * (2 * 84)
     assert count.per_tgt_token == 2 * (18 * 11 + 18 * 6) + 2 * 17 * 7 + 2 * 7 * 11
     assert count.per_pair == 0
+
+
+def test_flops_of_a_tiny_transformer_match_the_formula():
+    d, f, v, enc_layers, dec_layers = 8, 12, 11, 2, 1
+    count = count_flops(build_model(tiny_transformer(), 10, v))
+    # the flops.py docstring: encoder layers (Q, K, V, O and feed-forward), each decoder layer's cross K, V
+    per_src = enc_layers * (2 * 4 * d * d + 2 * 2 * d * f) + dec_layers * 2 * 2 * d * d
+    # self Q, K, V, O; cross Q, O; feed-forward; the vocabulary projection
+    per_tgt = dec_layers * (2 * 4 * d * d + 2 * 2 * d * d + 2 * 2 * d * f) + 2 * d * v
+    assert (per_src, per_tgt) == (2048, 1328)  # 2·(512 + 384) + 256; 512 + 256 + 384 + 176
+    assert count == FlopCount(per_src, per_tgt, dec_layers * 4 * d, 0, 2 * d * v,
+                              per_src_pair=enc_layers * 4 * d, per_tgt_pair=dec_layers * 4 * d)
+    # m = 3, n = 2: 3·F_src + 2·F_tgt + 6 cross pairs·32 + 9 source pairs·64 + 3 causal target pairs·32
+    assert pair_flops(count, 3, 2) == 3 * 2048 + 2 * 1328 + 6 * 32 + 9 * 64 + 3 * 32 == 9664
+    assert training_flops_per_token(count, [3], [2]) == 3 * 9664 / 2
 
 
 def test_product_flops_names_what_it_counts():
@@ -100,6 +124,15 @@ def test_bilinear_fit_recovers_a_known_function():
     assert fit["r2"] == 1.0
 
 
+def test_fit_with_squares_recovers_a_known_function():
+    points = [{"m": m, "t": t, "y": 0.5 + 0.02 * m + 0.03 * t + 0.004 * m * t + 0.001 * m * m + 0.002 * t * t}
+              for m in (2, 5, 9) for t in (1, 4, 8)]
+    fit = bilinear_fit(points, "y", squares=True)
+    assert [fit[k] for k in ("const", "per_m", "per_t", "per_mt", "per_mm", "per_tt")] == pytest.approx(
+        [0.5, 0.02, 0.03, 0.004, 0.001, 0.002])
+    assert fit["r2"] == 1.0
+
+
 def test_random_batches_respect_the_token_budget_and_cover_every_sentence():
     src, tgt = [3, 9, 4, 7, 2, 8], [4, 8, 3, 6, 2, 9]
     batches = random_token_batches(src, tgt, 20, seed=1)
@@ -119,6 +152,25 @@ def test_keys_projected_at_every_step_give_the_same_features():
     once, _ = model.decoder.features(batch.tgt_in, state, memory)
     per_step, _ = model.decoder.features(batch.tgt_in, state, without_projected_keys(memory))
     assert memory.projected is not None and torch.allclose(once, per_step, atol=1e-6)
+
+
+def test_torch_twin_of_a_multi_head_attention_gives_its_numbers():
+    torch.manual_seed(0)
+    model = build_model(tiny_transformer(), 12, 12).eval()
+    inp = self_attention_input(model, tiny_batch(5)._replace(src_mask=torch.tensor([[True] * 3 + [False]] * 3)), "src")
+    attn = inp.attention
+    ours = attn(inp.x, attn.project(inp.x), inp.mask)[0]
+    assert torch.allclose(ours, torch_attention(torch_twin(attn).eval(), inp), atol=1e-6)
+
+
+def test_recomputing_decoder_greedy_gives_the_cached_tokens():
+    torch.manual_seed(0)
+    model = build_model(tiny_transformer(), 12, 12).eval()
+    batch, limit = tiny_batch(5), torch.full((3,), 7)
+    recomputing = Seq2Seq(model.encoder, RecomputingDecoder(model.decoder))
+    cached, recomputed = greedy(model, batch.src, batch.src_len, limit), greedy(recomputing, batch.src, batch.src_len, limit)
+    assert [h.tokens for h in cached] == [h.tokens for h in recomputed]
+    assert all(torch.allclose(a.attention, b.attention, atol=1e-6) for a, b in zip(cached, recomputed))
 
 
 def test_a_never_ending_copy_decodes_exactly_to_the_limit():
@@ -154,6 +206,18 @@ def corpus(tmp_path_factory) -> Path:
     return root / "c.yaml"
 
 
+@pytest.fixture(scope="module")
+def transformer_corpus(corpus) -> Path:
+    """The same corpus and data, with a tiny Transformer."""
+    config = yaml.safe_load(corpus.read_text(encoding="utf-8"))
+    config["model"] = {"arch": "transformer", "dropout": 0.0,
+                       "transformer": {"d_model": 8, "heads": 2, "ff_dim": 16, "enc_layers": 1, "dec_layers": 1}}
+    config["run_dir"] += "_transformer"
+    path = corpus.with_name("transformer.yaml")
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
 def test_levers_run_on_a_tiny_config(corpus, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 1)  # the thread levers: below, on one thread
     cfg = load_config(corpus)
@@ -170,6 +234,24 @@ def test_levers_run_on_a_tiny_config(corpus, monkeypatch):
     assert all(lever["speedup"] > 0 and lever["lever_seconds"] > 0 for lever in levers)
     bench = LeverBench(cfg, model, training_step(model, cfg.train), batches, prepared.splits["test"].src_ids[:4], 2)
     assert [lever["name"] for lever in one_thread(bench, 1)] == ["one thread", "one thread (greedy)"]
+
+
+def test_transformer_levers_run_and_agree(transformer_corpus):
+    cfg = load_config(transformer_corpus)
+    prepared = prepare(cfg)
+    split = prepared.splits["train"]
+    torch.manual_seed(0)
+    model = build_model(cfg.model, prepared.tokenizer.src_vocab, prepared.tokenizer.tgt_vocab)
+    batches = training_batches(cfg, split.src_ids, split.tgt_ids, 2)
+    levers = time_transformer_levers(cfg, model, batches, prepared.splits["test"].src_ids[:4], rounds=1)
+    assert [lever["name"] for lever in levers] == [
+        "fused self-attention, encoder", "fused self-attention, decoder (causal)", "MultiHeadAttention, training",
+        "MultiHeadAttention, decoding", "Transformer step with key/value cache"]
+    for lever in levers:
+        assert math.isfinite(lever["lever_seconds"]) and math.isfinite(lever["baseline_seconds"])
+        assert lever["lever_seconds"] > 0 and lever["baseline_seconds"] > 0 and lever["speedup"] > 0
+    assert all(lever["agree"] and lever["max_abs_difference"] <= 1e-5 for lever in levers[:4])
+    assert levers[4]["same_tokens"]
 
 
 def test_attention_cost_times_every_grid_point_of_both_models(corpus):
@@ -212,6 +294,27 @@ def test_bench_runs_end_to_end_and_writes_json(corpus, tmp_path, capsys, monkeyp
     printed = capsys.readouterr().out
     assert "training, median" in printed and "by operator" in printed and "lever: packed" not in printed
     assert "lever: fused vocabulary projection and loss" in printed
+
+
+def test_bench_runs_a_transformer_and_says_what_it_skips(transformer_corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    out = tmp_path / "bench.json"
+    status = main([
+        str(transformer_corpus), "--steps", "1", "--warmup", "0", "--window", "1", "--sentences", "4", "--beams", "1",
+        "--threads", "1", "--matmul-size", "64", "--attention-cost", str(tmp_path / "cost.png"),
+        "--attention-lengths", "2", "4", "--levers", "--profile", "1", "--json", str(out)])
+    assert status == 0
+    result = json.loads(out.read_text())
+    assert result["model"]["description"].startswith("Transformer") and result["profile"]["operators"]
+    cost = result["attention_cost"]
+    assert set(cost["fits"]) == {"attention"} and "per_tt" in cost["fits"]["attention"]["decode"]
+    assert "no attention-free form" in cost["skipped"]["none"] and (tmp_path / "cost.png").stat().st_size > 0
+    levers = {lever["name"]: lever for lever in result["levers"]}
+    assert "Transformer" in levers["attention keys projected once per sentence"]["skipped"]
+    assert levers["whole-sequence decoder (Transformer)"]["speedup"] > 0
+    assert levers["Transformer step with key/value cache"]["same_tokens"]
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "lever: fused self-attention, encoder" in printed and "µs per t²" in printed
 
 
 def test_bench_names_a_bad_option(corpus, capsys):
