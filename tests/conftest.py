@@ -62,17 +62,23 @@ TINY_RUN = [
 ]
 
 
+def _tiny_corpus(root):
+    """Return root after writing a 600-pair reversal corpus (c.src, c.tgt) and its config c.yaml there."""
+    from mtkit.data.synthetic import make_pairs, write_pairs
+
+    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
+    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
+                                 "  length_edges: [3, 6]\n", encoding="utf-8")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """A directory with two tiny runs on a reversal corpus: `none` (no attention), then `att` (the latest)."""
     from mtkit.config import load_config
-    from mtkit.data.synthetic import make_pairs, write_pairs
     from mtkit.train import train
 
-    root = tmp_path_factory.mktemp("runs")
-    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
-    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
-                                 "  length_edges: [3, 6]\n", encoding="utf-8")
+    root = _tiny_corpus(tmp_path_factory.mktemp("runs"))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         train(load_config(root / "c.yaml", [*TINY_RUN, "run_dir=runs/none", "train.max_steps=1",
@@ -95,13 +101,9 @@ def tiny_transformer(tmp_path_factory):
     It has a root of its own, so that tiny_runs' runs/latest stays the RNN `att`.
     """
     from mtkit.config import load_config
-    from mtkit.data.synthetic import make_pairs, write_pairs
     from mtkit.train import train
 
-    root = tmp_path_factory.mktemp("transformer")
-    write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
-    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
-                                 "  length_edges: [3, 6]\n", encoding="utf-8")
+    root = _tiny_corpus(tmp_path_factory.mktemp("transformer"))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         train(load_config(root / "c.yaml", [*TINY_RUN, *TINY_TRANSFORMER, "run_dir=runs/tf", "train.max_steps=60"]))
