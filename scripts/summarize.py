@@ -25,6 +25,11 @@ PANEL_EDGES = (10, 40, 60)
 SHORT, LONG = "1-10", "41-60"
 
 
+def long_over_short(b: dict[str, BucketScore]) -> float:
+    """Return BLEU on LONG inputs ÷ BLEU on SHORT ones (nan when the short BLEU is 0: an untrained model)."""
+    return b[LONG].bleu / b[SHORT].bleu if b[SHORT].bleu else float("nan")
+
+
 NAMES = {"encdec": "RNNencdec", "search": "RNNsearch", "transformer": "Transformer"}
 
 
@@ -37,23 +42,20 @@ def verdict(panels: dict[str, dict[str, BucketScore]], buckets: dict[str, list[B
     `panels` maps a model family (encdec, search, transformer; any may be missing) to its pooled SHORT
     and LONG buckets, `buckets` to its buckets of the 10-word passage table.
     """
-    def ratio(b: dict[str, BucketScore]) -> float:
-        return b[LONG].bleu / b[SHORT].bleu if b[SHORT].bleu else float("nan")
-
     lines = []
     if "encdec" in panels:
         e = panels["encdec"]
         apart = e[LONG].ci_high is not None and e[LONG].ci_high < e[SHORT].ci_low
-        lines.append(f"- RNNencdec, long/short ≤ 0.6 with intervals apart: {ratio(e):.2f} "
+        lines.append(f"- RNNencdec, long/short ≤ 0.6 with intervals apart: {long_over_short(e):.2f} "
                      f"({e[LONG].bleu:.1f} [{e[LONG].ci_low:.1f}, {e[LONG].ci_high:.1f}] vs "
                      f"{e[SHORT].bleu:.1f} [{e[SHORT].ci_low:.1f}, {e[SHORT].ci_high:.1f}]) — "
-                     f"{'PASS' if ratio(e) <= 0.6 and apart else 'MISS'}")
+                     f"{'PASS' if long_over_short(e) <= 0.6 and apart else 'MISS'}")
     for kind in ("search", "transformer"):
         if kind not in panels:
             continue
         p, name = panels[kind], NAMES[kind]
-        lines.append(f"- {name}, long/short ≥ 0.85: {ratio(p):.2f} ({p[LONG].bleu:.1f} vs {p[SHORT].bleu:.1f}) — "
-                     f"{'PASS' if ratio(p) >= 0.85 else 'MISS'}")
+        lines.append(f"- {name}, long/short ≥ 0.85: {long_over_short(p):.2f} ({p[LONG].bleu:.1f} vs {p[SHORT].bleu:.1f}) — "
+                     f"{'PASS' if long_over_short(p) >= 0.85 else 'MISS'}")
         if "encdec" in panels:
             behind = [f"{e.label} ({m.bleu:.1f} vs {e.bleu:.1f})" for e, m in zip(buckets["encdec"], buckets[kind])
                       if e.bleu is not None and m.bleu is not None and m.bleu <= e.bleu]
@@ -156,7 +158,7 @@ def passage_section(results: Path, runs: list[Path], verses: list, passages: lis
         for panel, b in (("(a) verses", verse), ("(b) passages", passage)):
             lines.append(f"- {verse_system.name}, {panel}: {b[LONG].bleu:.1f} [{b[LONG].ci_low:.1f}, "
                          f"{b[LONG].ci_high:.1f}] vs {b[SHORT].bleu:.1f} [{b[SHORT].ci_low:.1f}, "
-                         f"{b[SHORT].ci_high:.1f}]: ×{b[LONG].bleu / b[SHORT].bleu:.2f}")
+                         f"{b[SHORT].ci_high:.1f}]: ×{long_over_short(b):.2f}")
     families = {family(run): i for i, run in enumerate(runs)}
     if len(families) == len(runs) and ("search" in families or "transformer" in families):
         lines += ["", "Criteria stated before the runs (README), on panel (b):", ""]
