@@ -77,7 +77,7 @@ def plot_training_curves(curves: Sequence[Curve], out: Path) -> Path:
         ax.legend()
     left.set_ylim(bottom=0)
     left.set_title("quality per minute")
-    right.set_title("dev loss (label smoothing raises it where used)")
+    right.set_title("dev cross-entropy (unsmoothed, whatever the training loss)")
     return _save(fig, out)
 
 
