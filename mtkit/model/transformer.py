@@ -4,7 +4,8 @@ Encoder: token embedding × √d plus positions (sinusoidal, section 3.5, or lea
 self-attention and a feed-forward block. Decoder: the same with causal self-attention, and
 cross-attention over the encoder states in every layer. Blocks are pre-norm, x + F(LayerNorm(x))
 (Wang et al. 2019; more stable than the paper's post-norm without a long warm-up), and each
-stack ends in a LayerNorm.
+stack ends in a LayerNorm. Dropout falls where the paper puts it (section 5.4): on the embeddings
+plus positions and on each sub-layer's output; on the attention weights only with attention_dropout.
 
 Attention is multi-head scaled dot-product attention (section 3.2.2): each head scores
 q·k / √d_head with learned projections W_Q, W_K, W_V and averages the projected values; the heads
