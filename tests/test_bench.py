@@ -320,3 +320,34 @@ def test_bench_runs_a_transformer_and_says_what_it_skips(transformer_corpus, tmp
 def test_bench_names_a_bad_option(corpus, capsys):
     assert main([str(corpus), "--steps", "2", "--window", "5"]) == 2
     assert "--window" in capsys.readouterr().err
+
+
+def test_study_lever_compares_side_by_side_with_in_turn():
+    from benchmarks.study import format_study, summarise
+
+    def result(rate, threads=1):
+        return {"training": {"tokens_per_s": rate, "utilisation": 0.3, "load": 1.0},
+                "matmul": {"best": 170.0, "threads": threads}, "environment": {},
+                "model": {"description": f"M{rate} model", "train_flops_per_target_token": 8e6},
+                "profile": {"operators": [{"name": "aten::mm", "share": 0.2, "calls": 10}]}}
+
+    # side by side 1000 and 500 tok/s: N tokens each take N/500; alone on 2 threads, 1500 and 800: N/1500 + N/800
+    record = summarise([result(1000), result(500)], [result(1500, 2), result(800, 2)])
+    assert record["side_by_side_speedup"] == pytest.approx((1 / 1500 + 1 / 800) / (1 / 500), abs=1e-3)
+    assert [m["in_turn_tokens_per_s"] for m in record["models"]] == [1500, 800]
+    text = format_study(record)
+    assert "×0.96" in text and "aten::mm" in text
+    assert "side_by_side_speedup" not in summarise([result(1000)], None)
+
+
+def test_study_benchmark_runs_two_configs_side_by_side(corpus, transformer_corpus, tmp_path, capsys):
+    from benchmarks.study import main as study_main
+
+    out = tmp_path / "study.json"
+    assert study_main([str(corpus), str(transformer_corpus), "--steps", "2", "--warmup", "1", "--window", "1",
+                       "--profile", "1", "--in-turn",
+                       "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert [m["model"].split("(")[0] for m in record["models"]] == ["Luong", "Transformer"]
+    assert all(m["tokens_per_s"] > 0 and m["in_turn_tokens_per_s"] > 0 and m["profile"] for m in record["models"])
+    assert record["side_by_side_speedup"] > 0 and "side by side" in capsys.readouterr().out
