@@ -43,15 +43,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, x.size(0), chunk):
             xs, ys = x[start : start + chunk], target[start : start + chunk]  # (C, O), (C,)
             logits = torch.addmm(bias, xs, weight.t())  # (C, V)
-            lse = torch.logsumexp(logits, -1)  # (C,)
-            picked = logits.gather(1, ys.unsqueeze(1)).squeeze(1)  # (C,)
-            nll = lse - picked  # −log p(y)
+            # the log-sum-exp by hand, in place: torch.logsumexp makes two (C, V) temporaries and its
+            # own exp, and the softmax below needs the same exp again; this takes one of each
+            shifted = logits.sub_(logits.amax(-1, keepdim=True))  # (C, V) logits − max: exp cannot overflow
+            picked = shifted.gather(1, ys.unsqueeze(1)).squeeze(1)  # (C,) the target's shifted logit
+            mean = shifted.mean(-1) if smoothing else None  # (C,)
+            probs = shifted.exp_()  # (C, V) unnormalised softmax, in place of the logits
+            norm = probs.sum(-1)  # (C,)
+            log_norm = norm.log()  # log-sum-exp − max
+            nll = log_norm - picked  # −log p(y): the max cancels
             if smoothing:
                 # the smoothed target puts ε/V on every word: loss (1−ε)·nll + ε·mean_v(lse − logit_v)
-                nll = (1 - smoothing) * nll + smoothing * (lse - logits.mean(-1))
+                nll = (1 - smoothing) * nll + smoothing * (log_norm - mean)
             total = total + nll.sum()
             if need_grad:
-                probs = logits.sub_(lse.unsqueeze(1)).exp_()  # (C, V) softmax, in place of the logits
+                probs.div_(norm.unsqueeze(1))  # (C, V) softmax
                 if smoothing:
                     probs.sub_(smoothing / vocab)
                 probs.scatter_add_(1, ys.unsqueeze(1), probs.new_full((ys.numel(), 1), smoothing - 1))
