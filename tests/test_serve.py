@@ -59,11 +59,16 @@ def client(service) -> TestClient:
 @pytest.fixture(scope="module")
 def sentence(service) -> str:
     """A test sentence that the attention model translates into at least two words (so there are steps to take)."""
+    return two_word_sentence(service, "att")
+
+
+def two_word_sentence(service: Service, run: str) -> str:
+    """Return the first of 20 test sentences that `run` translates (greedily) into two or more words."""
     for line in service.examples(None, 0, 20, outputs=False)["examples"]:
-        hyp = service.translate(line["source"], ["att"], beam=1)["results"][0]["hypotheses"][0]
+        hyp = service.translate(line["source"], [run], beam=1)["results"][0]["hypotheses"][0]
         if hyp["words"] and len(hyp["words"]["target"]) >= 2:
             return line["source"]
-    pytest.fail("the tiny attention model translated none of 20 test sentences into two or more words")
+    pytest.fail(f"run {run} translated none of 20 test sentences into two or more words")
 
 
 def rows_sum_to_one(matrix: list[list[float]]) -> bool:
@@ -219,11 +224,7 @@ def tf_client(tf_service) -> TestClient:
 @pytest.fixture(scope="module")
 def tf_sentence(tf_service) -> str:
     """A test sentence that the Transformer translates into at least two words."""
-    for line in tf_service.examples(None, 0, 20, outputs=False)["examples"]:
-        hyp = tf_service.translate(line["source"], ["tf"], beam=1)["results"][0]["hypotheses"][0]
-        if hyp["words"] and len(hyp["words"]["target"]) >= 2:
-            return line["source"]
-    pytest.fail("the tiny Transformer translated none of 20 test sentences into two or more words")
+    return two_word_sentence(tf_service, "tf")
 
 
 def test_runs_describes_a_transformer_by_its_architecture(tf_client):
