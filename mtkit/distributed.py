@@ -43,6 +43,17 @@ def init(world: World, device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size)
 
 
+def finish(world: World) -> None:
+    """Wait until every process is done (no-op for a single process), so that none leaves the group early.
+
+    After the last step the main process still writes checkpoints; a process that tore the group
+    down meanwhile could abort the main one's own teardown in gloo ("terminate called without an
+    active exception"). Call it only when the run ended normally: after an error the others may never come.
+    """
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+
+
 def shutdown(world: World) -> None:
     """Leave the process group."""
     if world.size > 1 and dist.is_initialized():

@@ -226,7 +226,9 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, device: st
             torch.distributed.barrier()  # the run dir and the prepared data exist for everyone now
             if not world.is_main:
                 prepared = prepare(cfg)  # reads the cache the main process wrote
-        return _train_logged(cfg, prepared, resume, dev, world)
+        state = _train_logged(cfg, prepared, resume, dev, world)
+        distributed.finish(world)
+        return state
     finally:
         distributed.shutdown(world)
 
@@ -240,6 +242,7 @@ def _train_worker(cfg: Config, device: str | None) -> None:
     distributed.init(world, dev)
     try:
         _train_logged(cfg, prepare(cfg), (Path(cfg.run_dir) / "last.pt").is_file(), dev, world)
+        distributed.finish(world)
     finally:
         distributed.shutdown(world)
 
