@@ -70,8 +70,8 @@ def _build_transformer(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id:
         if src_vocab != tgt_vocab:
             raise ValueError(f"shared embeddings need one vocabulary, got {src_vocab} source and {tgt_vocab} "
                              "target pieces")
-        decoder.embed.tokens.weight = encoder.embed.tokens.weight  # the output projection follows if tied
-        if cfg.tie_embeddings:
+        decoder.embed.tokens.weight = encoder.embed.tokens.weight
+        if cfg.tie_embeddings:  # the projection was tied to the decoder's own matrix, now replaced
             decoder.out.weight = encoder.embed.tokens.weight
     return Seq2Seq(encoder, decoder)
 
