@@ -14,6 +14,11 @@ that the fused one replaced:
 * the whole-sequence decoder (`Decoder.forward`) against its reference loop over `step`
   (`Decoder.unroll`), on the config's model if it has that path, else on the variants that do
   (a Transformer's: every target position in one causal pass, against cached steps);
+* RNNsearch's recurrence as one written-out autograd node (`mtkit.model.recurrence`) against autograd
+  through every step, where the model has it (one GRU layer reading additive attention);
+* `mtkit/model/native.c`'s fused loops against the same equations in torch ops (`native.set_enabled`),
+  for a training step and for greedy decoding;
+* the fused loss 256 target positions at a time (the default) against 1,024;
 * one thread against all cores (`mtkit.device.set_threads`), for a training step and for greedy decoding;
 * glibc keeping freed memory (`benchmarks.memory.keep_freed_memory`) against its defaults.
 
@@ -44,8 +49,8 @@ from mtkit.config import Config
 from mtkit.data.batching import Batch, batch_indices, collate, padding_fraction
 from mtkit.data.tokenizer import PAD
 from mtkit.device import set_threads
-from mtkit.loss import target_loss
-from mtkit.model import Memory, Seq2Seq, build_model, describe
+from mtkit.loss import linear_cross_entropy, target_loss
+from mtkit.model import Memory, Seq2Seq, build_model, describe, native
 from mtkit.model.transformer import TransformerDecoder
 from mtkit.prepare import EncodedSplit
 from mtkit.search import decode
@@ -250,6 +255,67 @@ def whole_sequence(bench: LeverBench, model: Seq2Seq) -> dict[str, Any]:
                         "seconds per forward+backward", f"on {describe(model)}")
 
 
+def written_out_recurrence(bench: LeverBench) -> dict[str, Any]:
+    """Time a training step with RNNsearch's recurrence as one written-out node and through autograd over `step`."""
+    decoder = bench.model.decoder
+
+    def run(written_out: bool) -> Run:
+        def step(i: int) -> Any:
+            decoder.written_out = written_out
+            try:
+                return bench.step(bench.batch(i))
+            finally:
+                decoder.written_out = True
+        return step
+
+    return lever_record("written-out recurrence (mtkit/model/recurrence.py)",
+                        "one autograd node, backward by hand, weight gradients after the loop",
+                        "autograd through every step", interleaved(run(True), run(False), bench.rounds),
+                        "seconds per training step", "both sides with the compiled loops where they apply")
+
+
+def native_loops(bench: LeverBench) -> list[dict[str, Any]]:
+    """Time a training step and greedy decoding with native.c's loops and with the same equations in torch ops."""
+    def on(enabled: bool, fn: Run) -> Run:
+        def run(i: int) -> Any:
+            native.set_enabled(enabled)
+            try:
+                return fn(i)
+            finally:
+                native.set_enabled(True)
+        return run
+
+    def train(i: int) -> Any:
+        return bench.step(bench.batch(i))
+
+    trained = interleaved(on(True, train), on(False, train), bench.rounds)
+    decoded = interleaved(on(True, bench.greedy), on(False, bench.greedy), max(2, bench.rounds // 2))
+    note = "additive attention and the GRU cell, fused per step (mtkit/model/native.c)"
+    return [lever_record("compiled loops (training)", "native.c", "torch ops", trained, "seconds per training step",
+                         note),
+            lever_record("compiled loops (greedy)", "native.c", "torch ops", decoded,
+                         f"seconds per greedy decoding of {len(bench.src_sample)} sentences", note)]
+
+
+def loss_chunk(bench: LeverBench, chunk: int = 256, baseline: int = 1024) -> dict[str, Any]:
+    """Time the fused loss's forward+backward with `chunk` target positions at a time and with `baseline`."""
+    model = bench.model
+    with torch.no_grad():
+        features = [forward_features(model, bench.batch(i)) for i in range(bench.rounds)]
+    out = model.decoder.out
+
+    def run(rows: int) -> Run:
+        def loss(i: int) -> None:
+            b, x = bench.batch(i), features[i].detach().requires_grad_()
+            real = b.tgt_out != PAD
+            linear_cross_entropy(x[real], out.weight, out.bias, b.tgt_out[real], chunk=rows).backward()
+        return loss
+
+    return lever_record("loss chunk", f"{chunk} positions at a time", f"{baseline} at a time",
+                        interleaved(run(chunk), run(baseline), bench.rounds), "seconds per forward+backward",
+                        f"vocabulary {out.weight.size(0)}: a chunk's logits are chunk × V floats")
+
+
 def one_thread(bench: LeverBench, cores: int) -> list[dict[str, Any]]:
     """Time a training step and greedy decoding on one thread and on `cores` threads."""
     threads = torch.get_num_threads()
@@ -302,6 +368,13 @@ def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], split: En
         out.append(skipped_record("attention keys projected once per sentence", KEYS_ALWAYS_ONCE))
     elif model.decoder.attention is not None:
         out.append(keys_projected_once(bench))
+    out.append(loss_chunk(bench))
+    if getattr(model.decoder, "fused_recurrence", False):
+        out.append(written_out_recurrence(bench))
+    if native.load() is not None:
+        out += native_loops(bench)
+    else:
+        out.append(skipped_record("compiled loops", "native.c does not build on this machine"))
     out += [whole_sequence(bench, m) for m in whole_sequence_models(cfg, model)]
     cores = os.cpu_count() or 1
     if cores > 1:

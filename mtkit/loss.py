@@ -77,7 +77,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 
 def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor, target: Tensor,
-                         label_smoothing: float = 0.0, chunk: int = 1024) -> Tensor:
+                         label_smoothing: float = 0.0, chunk: int = 256) -> Tensor:
     """Return the summed cross-entropy of softmax(features Wᵀ + b) against target (N,), for features (N, O).
 
     The same number as F.cross_entropy(F.linear(features, weight, bias), target, reduction="sum",

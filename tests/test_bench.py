@@ -231,6 +231,8 @@ def test_levers_run_on_a_tiny_config(corpus, monkeypatch):
                          "attention keys projected once per sentence"]
     # luong with input feeding has no whole-sequence path: timed on its variants that do
     assert {"fused whole-sequence decoder (attention)", "fused whole-sequence decoder (no attention)"} <= set(names)
+    assert "loss chunk" in names
+    assert {"compiled loops (training)", "compiled loops (greedy)"} <= set(names) or "compiled loops" in names
     assert all(lever["speedup"] > 0 and lever["lever_seconds"] > 0 for lever in levers)
     bench = LeverBench(cfg, model, training_step(model, cfg.train), batches, prepared.splits["test"].src_ids[:4], 2)
     assert [lever["name"] for lever in one_thread(bench, 1)] == ["one thread", "one thread (greedy)"]

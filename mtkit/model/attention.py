@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+import mtkit.model.native as native
+
 
 class Attention(nn.Module):
     """Masking, softmax and weighted average shared by all score functions.
@@ -124,6 +126,18 @@ class AdditiveAttention(Attention):
     def precompute(self, states: Tensor) -> Tensor:
         """Return U_a h_j: (B, S, A)."""
         return self.key_proj(states)  # (B, S, A)
+
+    def forward(self, query: Tensor, states: Tensor, mask: Tensor,
+                projected: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """`Attention.forward`; a search step (one query per row, no autograd) takes `native.c`'s one loop."""
+        if query.dim() == 2 and projected is not None and not torch.is_grad_enabled() and native.usable(query, states):
+            q = self.query_proj(query)  # (N, A)
+            weights = q.new_empty(q.size(0), states.size(1))  # (N, S)
+            context = q.new_empty(q.size(0), states.size(2))  # (N, K)
+            native.additive_forward(q.contiguous(), projected.contiguous(), self.v.weight.view(-1), mask.contiguous(),
+                                    states.contiguous(), weights, context)
+            return context, weights
+        return super().forward(query, states, mask, projected)
 
     def score(self, query: Tensor, projected: Tensor) -> Tensor:
         """Return v_aᵀ tanh(W_a s + U_a h): (B, T, S)."""

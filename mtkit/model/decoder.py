@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit.model.attention import Attention
+from mtkit.model.attention import AdditiveAttention, Attention
 from mtkit.model.encoder import EncoderOutput, make_rnn, rnn_cell
+from mtkit.model.recurrence import AdditiveGRURecurrence
 
 INITS = ("backward_first", "mean", "last", "zero")
 
@@ -298,6 +299,7 @@ class BahdanauDecoder(Decoder):
                          num_layers=num_layers, cell=cell, init=init, out_dim=out_dim,
                          dropout=dropout, pad_id=pad_id, tie_embeddings=tie_embeddings)
         self.maxout = maxout
+        self.written_out = True  # False: teacher forcing through autograd over `step`'s loop (a lever to time)
         pieces = 2 if maxout else 1  # maxout pools pairs of units (Goodfellow et al. 2013)
         self.deep_output = nn.Linear(hidden_dim + key_dim + emb_dim, pieces * out_dim)
 
@@ -338,6 +340,12 @@ class BahdanauDecoder(Decoder):
         # zero-padded (B, T, G) gradients, O(T²) memory traffic.
         w_emb, w_rest = self._input_weights()
         gates = self._emb_gates(emb, w_emb)  # (B, T, G)
+        if self.fused_recurrence and memory.projected is not None and not torch.is_autocast_enabled(emb.device.type):
+            s_all, c_all, attention = AdditiveGRURecurrence.apply(
+                gates, state.hidden[:, 0], memory.projected, memory.states, memory.mask,
+                self.attention.query_proj.weight, self.attention.v.weight.view(-1), w_rest,
+                self.rnn.weight_hh_l0, self.rnn.bias_hh_l0)  # (B, T, H), (B, T, K), (B, T, S)
+            return self._output(s_all, c_all, emb), attention
         states, contexts, weights = [], [], []
         for gates_t in gates.unbind(1):
             s, context, w, state = self._recur(gates_t, w_rest, state, memory)
@@ -351,6 +359,16 @@ class BahdanauDecoder(Decoder):
     @property
     def whole_sequence(self) -> bool:
         return self.attention is None
+
+    @property
+    def fused_recurrence(self) -> bool:
+        """Whether teacher forcing runs the recurrence as one node with its backward written out (`recurrence`).
+
+        It is written for the study's RNNsearch: one GRU layer reading additive attention. Not under
+        autocast (bfloat16 on a GPU), whose mixed precision its preallocated float buffers would not take.
+        """
+        return (self.written_out and isinstance(self.attention, AdditiveAttention) and self.cell == "gru"
+                and self.num_layers == 1)
 
 
 class LuongDecoder(Decoder):

@@ -1,0 +1,161 @@
+/* RNNsearch's per-step work in a few fused loops, for float32 on the CPU (mtkit/model/native.py builds it).
+
+   Under torch every step of the recurrence is some thirty small kernels, each reading and writing
+   whole (B, S, A) or (B, H) tensors; here each is one pass that keeps its values in registers, and
+   padded source positions are skipped rather than computed and masked. Matrix products stay in
+   torch. Layouts are row-major and contiguous; G queries read each memory row (the beams of a
+   sentence; G = 1 in training). Every row of mask has at least one real token.
+
+   Compiled with -ffast-math, so that tanhf and expf vectorise (glibc's libmvec): no infinities
+   are used, padding is handled by skipping it. */
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* alpha (N, S) and context (N, K) of additive attention for queries q (N, A), N = B * G:
+   e_s = v . tanh(q + k_s) on real s; alpha = softmax(e) (0 on padding); context = sum_s alpha_s h_s. */
+void mtk_additive_forward(int64_t B, int64_t G, int64_t S, int64_t A, int64_t K,
+                          const float *restrict q, const float *restrict keys, const float *restrict v, const uint8_t *restrict mask,
+                          const float *restrict states, float *restrict alpha, float *restrict context)
+{
+    for (int64_t n = 0; n < B * G; n++) {
+        const int64_t b = n / G;
+        const float *qn = q + n * A;
+        const uint8_t *mb = mask + b * S;
+        float *an = alpha + n * S;
+        float best = 0.0f;
+        int first = 1;
+        for (int64_t s = 0; s < S; s++) {
+            if (!mb[s]) {
+                an[s] = 0.0f;
+                continue;
+            }
+            const float *ks = keys + (b * S + s) * A;
+            float e = 0.0f;
+            for (int64_t a = 0; a < A; a++)
+                e += v[a] * tanhf(qn[a] + ks[a]);
+            an[s] = e;
+            if (first || e > best) {
+                best = e;
+                first = 0;
+            }
+        }
+        float total = 0.0f;
+        for (int64_t s = 0; s < S; s++) {
+            const float x = mb[s] ? expf(an[s] - best) : 0.0f;
+            an[s] = x;
+            total += x;
+        }
+        const float inverse = 1.0f / total;
+        for (int64_t s = 0; s < S; s++)
+            an[s] *= inverse;
+        float *cn = context + n * K;
+        memset(cn, 0, (size_t)K * sizeof(float));
+        for (int64_t s = 0; s < S; s++) {
+            if (!mb[s])
+                continue;
+            const float w = an[s];
+            const float *hs = states + (b * S + s) * K;
+            for (int64_t k = 0; k < K; k++)
+                cn[k] += w * hs[k];
+        }
+    }
+}
+
+/* The backward of mtk_additive_forward for one step, given d_context (N, K) and, or NULL, d_alpha_in (N, S):
+   writes d_q (N, A); adds to d_v (A,), de_sum (B, S) += de and de_tanh2 (B, S, A) += de * tanh^2, from which
+   the caller makes the keys' gradient, v * (de_sum - de_tanh2), once after all steps. */
+void mtk_additive_backward(int64_t B, int64_t G, int64_t S, int64_t A, int64_t K,
+                           const float *restrict q, const float *restrict keys, const float *restrict v, const uint8_t *restrict mask,
+                           const float *restrict states, const float *restrict alpha, const float *restrict d_context,
+                           const float *restrict d_alpha_in, float *restrict d_q, float *restrict d_v, float *restrict de_sum, float *restrict de_tanh2,
+                           float *restrict scratch /* S floats */)
+{
+    for (int64_t n = 0; n < B * G; n++) {
+        const int64_t b = n / G;
+        const uint8_t *mb = mask + b * S;
+        const float *an = alpha + n * S;
+        const float *dc = d_context + n * K;
+        float *de = scratch;
+        float dot = 0.0f;
+        for (int64_t s = 0; s < S; s++) {
+            if (!mb[s]) {
+                de[s] = 0.0f;
+                continue;
+            }
+            const float *hs = states + (b * S + s) * K;
+            float d = 0.0f;
+            for (int64_t k = 0; k < K; k++)
+                d += hs[k] * dc[k];
+            if (d_alpha_in)
+                d += d_alpha_in[n * S + s];
+            de[s] = d;
+            dot += an[s] * d;
+        }
+        const float *qn = q + n * A;
+        float *dq = d_q + n * A;
+        memset(dq, 0, (size_t)A * sizeof(float));
+        for (int64_t s = 0; s < S; s++) {
+            if (!mb[s])
+                continue;
+            const float e = an[s] * (de[s] - dot); /* softmax backward */
+            const float *ks = keys + (b * S + s) * A;
+            float *acc = de_tanh2 + (b * S + s) * A;
+            for (int64_t a = 0; a < A; a++) {
+                const float t = tanhf(qn[a] + ks[a]);
+                const float t2 = t * t;
+                d_v[a] += e * t;
+                dq[a] += e - e * t2;
+                acc[a] += e * t2;
+            }
+            de_sum[b * S + s] += e;
+        }
+        for (int64_t a = 0; a < A; a++)
+            dq[a] *= v[a];
+    }
+}
+
+/* torch's GRU cell from its gate pre-activations gi = W_ih x + b_ih and gh = W_hh s + b_hh, both (N, 3H):
+   r, z = sigmoid(gi + gh) on the first 2H; n = tanh(gi_n + r gh_n); s = n + z (s_prev - n).
+   Keeps rz (N, 2H), n (N, H) and gh_n (N, H) for the backward pass. */
+void mtk_gru_forward(int64_t N, int64_t H, const float *restrict gi, const float *restrict gh, const float *restrict s_prev,
+                     float *restrict rz, float *restrict n_out, float *restrict ghn, float *restrict s_out)
+{
+    for (int64_t i = 0; i < N; i++) {
+        const float *gi_i = gi + i * 3 * H, *gh_i = gh + i * 3 * H, *sp = s_prev + i * H;
+        float *rz_i = rz + i * 2 * H;
+        for (int64_t j = 0; j < 2 * H; j++)
+            rz_i[j] = 1.0f / (1.0f + expf(-(gi_i[j] + gh_i[j])));
+        for (int64_t j = 0; j < H; j++) {
+            const float hn = gh_i[2 * H + j];
+            const float n = tanhf(gi_i[2 * H + j] + rz_i[j] * hn);
+            ghn[i * H + j] = hn;
+            n_out[i * H + j] = n;
+            s_out[i * H + j] = n + rz_i[H + j] * (sp[j] - n);
+        }
+    }
+}
+
+/* The backward of mtk_gru_forward given d_s (N, H): writes d_gi and d_gh (N, 3H), the gradients of the
+   two pre-activations, and d_prev (N, H) = d_s * z, the direct part of s_prev's gradient. */
+void mtk_gru_backward(int64_t N, int64_t H, const float *restrict d_s, const float *restrict s_prev, const float *restrict rz,
+                      const float *restrict n_in, const float *restrict ghn, float *restrict d_gi, float *restrict d_gh, float *restrict d_prev)
+{
+    for (int64_t i = 0; i < N; i++) {
+        const float *rz_i = rz + i * 2 * H;
+        float *dgi = d_gi + i * 3 * H, *dgh = d_gh + i * 3 * H;
+        for (int64_t j = 0; j < H; j++) {
+            const int64_t k = i * H + j;
+            const float ds = d_s[k], r = rz_i[j], z = rz_i[H + j], n = n_in[k];
+            const float d_pre_n = ds * (1.0f - z) * (1.0f - n * n);
+            const float d_r = d_pre_n * ghn[k] * r * (1.0f - r);
+            const float d_z = ds * (s_prev[k] - n) * z * (1.0f - z);
+            dgi[j] = dgh[j] = d_r;
+            dgi[H + j] = dgh[H + j] = d_z;
+            dgi[2 * H + j] = d_pre_n;
+            dgh[2 * H + j] = d_pre_n * r;
+            d_prev[k] = ds * z;
+        }
+    }
+}

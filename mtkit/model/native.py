@@ -1,0 +1,150 @@
+"""The fused CPU loops of `native.c`, compiled on first use and called through ctypes.
+
+`load()` returns the compiled library, or None where it cannot be had: no C compiler, a compiler
+error, a platform other than Linux, or MTKIT_NATIVE=0 in the environment (the way to time or test
+the torch path beside it). Callers then run the same equations in torch ops, so nothing but speed
+depends on it. The library is built with `cc -O3 -march=native -ffast-math` into
+~/.cache/mtkit/native (or $MTKIT_CACHE/native), under a name made from the source, the compiler,
+the flags and this CPU's features, so a changed source or another machine gets its own build.
+Building takes about a second; it is written to a temporary name and renamed, so two trainings
+starting at once cannot read a half-written file.
+
+Only float32 tensors on the CPU, contiguous, go to it (`usable`). Each call is single-threaded:
+the result does not depend on torch's thread count.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("native.c")
+FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-shared", "-fPIC")
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+SIGNATURES = {
+    "mtk_additive_forward": [_I64] * 5 + [_PTR] * 7,
+    "mtk_additive_backward": [_I64] * 5 + [_PTR] * 13,
+    "mtk_gru_forward": [_I64] * 2 + [_PTR] * 7,
+    "mtk_gru_backward": [_I64] * 2 + [_PTR] * 8,
+}
+
+
+def _cpu_features() -> str:
+    """Return this CPU's feature flags (Linux), which -march=native compiles for."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("MTKIT_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "mtkit"
+
+
+def _build(compiler: str) -> Path:
+    """Return the path of the compiled library, compiling it first if this machine has no build of it yet."""
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), version, " ".join(FLAGS), _cpu_features()]).encode())
+    target = _cache_dir() / "native" / f"libmtkit_native_{key.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lm"], capture_output=True, text=True,
+                       check=True)
+        os.replace(built, target)
+    return target
+
+
+@cache
+def load() -> ctypes.CDLL | None:
+    """Return the compiled `native.c`, or None where it cannot be built or is switched off (MTKIT_NATIVE=0)."""
+    if os.environ.get("MTKIT_NATIVE", "1") == "0" or platform.system() != "Linux":
+        return None
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        log.info("no C compiler found: RNNsearch's recurrence runs in torch ops (slower, same numbers)")
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = getattr(err, "stderr", "") or str(err)
+        log.warning("could not build mtkit/model/native.c (%s); using torch ops", detail.strip()[:300])
+        return None
+    for name, argtypes in SIGNATURES.items():
+        getattr(lib, name).argtypes = argtypes
+        getattr(lib, name).restype = None
+    return lib
+
+
+_switch = {"on": True}
+
+
+def set_enabled(on: bool) -> None:
+    """Use the compiled loops where they can be had (True, the default), or torch ops only (False): a lever to time."""
+    _switch["on"] = on
+
+
+def usable(*tensors: Tensor) -> bool:
+    """Whether the compiled loops are on and can take these tensors: float32 on the CPU, and the library builds."""
+    return (_switch["on"] and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+            and load() is not None)
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    if t is None:
+        return None
+    assert t.is_contiguous(), "native loops read contiguous tensors"
+    return t.data_ptr()
+
+
+def additive_forward(q: Tensor, keys: Tensor, v: Tensor, mask: Tensor, states: Tensor,
+                     alpha: Tensor, context: Tensor) -> None:
+    """Write additive attention's alpha (N, S) and context (N, K) for queries q (N, A), N = G·B, in place.
+
+    keys (B, S, A), v (A,), mask (B, S) bool (True on real tokens), states (B, S, K).
+    """
+    batch, src, dim = keys.shape
+    load().mtk_additive_forward(batch, q.size(0) // batch, src, dim, states.size(2), _ptr(q), _ptr(keys), _ptr(v),
+                                _ptr(mask), _ptr(states), _ptr(alpha), _ptr(context))
+
+
+def additive_backward(q: Tensor, keys: Tensor, v: Tensor, mask: Tensor, states: Tensor, alpha: Tensor,
+                      d_context: Tensor, d_alpha: Tensor | None, d_q: Tensor, d_v: Tensor, de_sum: Tensor,
+                      de_tanh2: Tensor, scratch: Tensor) -> None:
+    """One step of additive attention's backward (see native.c): writes d_q, adds to d_v, de_sum, de_tanh2."""
+    batch, src, dim = keys.shape
+    load().mtk_additive_backward(batch, q.size(0) // batch, src, dim, states.size(2), _ptr(q), _ptr(keys), _ptr(v),
+                                 _ptr(mask), _ptr(states), _ptr(alpha), _ptr(d_context), _ptr(d_alpha), _ptr(d_q),
+                                 _ptr(d_v), _ptr(de_sum), _ptr(de_tanh2), _ptr(scratch))
+
+
+def gru_forward(gi: Tensor, gh: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor, s: Tensor) -> None:
+    """Write torch's GRU cell from gate pre-activations gi, gh (N, 3H): rz (N, 2H), n, gh_n and s (N, H)."""
+    load().mtk_gru_forward(s_prev.size(0), s_prev.size(1), _ptr(gi), _ptr(gh), _ptr(s_prev), _ptr(rz), _ptr(n),
+                           _ptr(ghn), _ptr(s))
+
+
+def gru_backward(d_s: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor, d_gi: Tensor, d_gh: Tensor,
+                 d_prev: Tensor) -> None:
+    """Write the GRU cell's backward: d_gi, d_gh (N, 3H) and d_prev = d_s ⊙ z (N, H)."""
+    load().mtk_gru_backward(d_s.size(0), d_s.size(1), _ptr(d_s), _ptr(s_prev), _ptr(rz), _ptr(n), _ptr(ghn),
+                            _ptr(d_gi), _ptr(d_gh), _ptr(d_prev))

@@ -1,0 +1,162 @@
+"""RNNsearch's teacher-forced recurrence with its backward pass written out: one autograd node, not thousands.
+
+The study's RNNsearch (a one-layer GRU decoder reading additive attention, Bahdanau et al. 2015)
+spends most of a training step in the loop over target positions. Under autograd every step
+records about thirty operations, and their backward pays, at every step, for work that does not
+depend on the step: a (3H, H) weight gradient product and sum for each of the recurrent, context and
+query weights, and a (B, S, K) outer product summed into the encoder states' gradient. Here the
+backward walks the steps once in reverse (backpropagation through time by hand), keeps for each
+step only the small (B, ·) gradients the recurrence needs, and computes every weight's, the
+states' and the keys' gradients after the loop, each in one product over all steps.
+
+The equations are those of `BahdanauDecoder._recur` with `AdditiveAttention` and torch's GRU:
+
+    q_t = W_a s_{t-1};  e_ts = v_aᵀ tanh(q_t + k_s) (−inf on padding);  α_t = softmax(e_t);  c_t = Σ_s α_ts h_s
+    gi = gates_t + W_c c_t;  gh = W_hh s_{t-1} + b_hh          (gates_t = W_e emb(y_{t-1}) + b_ih, given)
+    r = σ(gi_r + gh_r);  z = σ(gi_z + gh_z);  n = tanh(gi_n + r ⊙ gh_n);  s_t = n + z ⊙ (s_{t-1} − n)
+
+`tests/test_recurrence.py` checks outputs and every gradient against the autograd path to 1e-5.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import mtkit.model.native as native
+
+
+class AdditiveGRURecurrence(torch.autograd.Function):
+    """s (B, T, H), c (B, T, K) and α (B, T, S) for every target position; see the module docstring.
+
+    Inputs: gates (B, T, 3H), the embeddings' share of the GRU's input gates; s0 (B, H);
+    keys (B, S, A) = U_a h; states (B, S, K) = h; mask (B, S), True on real tokens; w_query (A, H);
+    v (A,); w_context (3H, K); w_hh (3H, H); b_hh (3H,).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, gates: Tensor, s0: Tensor, keys: Tensor, states: Tensor, mask: Tensor,
+                w_query: Tensor, v: Tensor, w_context: Tensor, w_hh: Tensor, b_hh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        batch, steps, three_h = gates.shape
+        hidden = three_h // 3
+        # time-major buffers, so that step t writes and reads contiguous (B, ·) rows
+        s_all = gates.new_empty(steps, batch, hidden)
+        c_all = gates.new_empty(steps, batch, states.size(2))
+        alpha = gates.new_empty(steps, batch, states.size(1))
+        rz_all = gates.new_empty(steps, batch, 2 * hidden)  # σ of the reset and update gates
+        n_all = gates.new_empty(steps, batch, hidden)
+        ghn_all = gates.new_empty(steps, batch, hidden)  # W_hn s_{t-1} + b_hn, which r multiplies
+        q_all = gates.new_empty(steps, batch, w_query.size(0))
+        compiled = native.usable(gates, keys, states)  # native.c's loops, else the same in torch ops
+        s0, keys, states, mask = s0.contiguous(), keys.contiguous(), states.contiguous(), mask.contiguous()
+        padding = ~mask  # (B, S)
+        buffer = None if compiled else keys.new_empty(keys.shape)  # (B, S, A), tanh(q_t + k) of the current step
+        s = s0
+        for t in range(steps):
+            q = torch.mm(s, w_query.t(), out=q_all[t])  # (B, A)
+            if compiled:
+                native.additive_forward(q, keys, v, mask, states, alpha[t], c_all[t])
+            else:
+                torch.add(q.unsqueeze(1), keys, out=buffer).tanh_()
+                scores = torch.matmul(buffer, v).masked_fill_(padding, float("-inf"))  # (B, S)
+                alpha[t] = scores.softmax(-1)
+                torch.bmm(alpha[t].unsqueeze(1), states, out=c_all[t].unsqueeze(1))
+            gi = torch.addmm(gates[:, t], c_all[t], w_context.t())  # (B, 3H)
+            gh = torch.addmm(b_hh, s, w_hh.t())  # (B, 3H)
+            if compiled:
+                native.gru_forward(gi, gh, s, rz_all[t], n_all[t], ghn_all[t], s_all[t])
+            else:
+                rz = torch.add(gi[:, :2 * hidden], gh[:, :2 * hidden], out=rz_all[t]).sigmoid_()
+                ghn_all[t] = gh[:, 2 * hidden:]
+                n = torch.addcmul(gi[:, 2 * hidden:], rz[:, :hidden], ghn_all[t], out=n_all[t]).tanh_()
+                torch.addcmul(n, rz[:, hidden:], s - n, out=s_all[t])  # (1 − z) n + z s_{t-1}
+            s = s_all[t]
+        ctx.compiled = compiled
+        ctx.save_for_backward(s0, keys, states, mask, w_query, v, w_context, w_hh,
+                              s_all, c_all, alpha, rz_all, n_all, ghn_all, q_all)
+        return s_all.transpose(0, 1), c_all.transpose(0, 1), alpha.transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_s: Tensor | None, grad_c: Tensor | None,
+                 grad_alpha: Tensor | None) -> tuple[Tensor | None, ...]:
+        (s0, keys, states, mask, w_query, v, w_context, w_hh,
+         s_all, c_all, alpha, rz_all, n_all, ghn_all, q_all) = ctx.saved_tensors
+        steps, batch, hidden = s_all.shape
+        d_gi = s_all.new_empty(steps, batch, 3 * hidden)
+        d_gh = s_all.new_empty(steps, batch, 3 * hidden)
+        d_context = s_all.new_empty(c_all.shape)  # (T, B, K), all of c_t's gradient
+        d_query = s_all.new_empty(q_all.shape)  # (T, B, A)
+        d_v = torch.zeros_like(v)
+        # the keys' gradient is Σ_t v ⊙ (1 − tanh²(q_t + k)) de_t: kept as Σ_t de_t and Σ_t de_t tanh²
+        de_sum = keys.new_zeros(keys.shape[:2])  # (B, S)
+        de_tanh2 = torch.zeros_like(keys)  # (B, S, A)
+        buffer = None if ctx.compiled else keys.new_empty(keys.shape)
+        grad_s = None if grad_s is None else grad_s.transpose(0, 1)  # (T, B, H)
+        grad_c = None if grad_c is None else grad_c.transpose(0, 1)  # (T, B, K)
+        grad_alpha = None if grad_alpha is None else grad_alpha.transpose(0, 1)  # (T, B, S)
+        d_s = s0.new_zeros(s0.shape)  # dL/ds_t flowing back from later steps
+        compiled = ctx.compiled
+        scratch = keys.new_empty(keys.size(1)) if compiled else None
+        d_direct = torch.empty_like(s0) if compiled else None
+        for t in reversed(range(steps)):
+            if grad_s is not None:
+                d_s = d_s + grad_s[t]
+            s_prev = s_all[t - 1] if t else s0
+            if compiled:
+                native.gru_backward(d_s, s_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t], d_direct)
+                d_prev = torch.addmm(d_direct, d_gh[t], w_hh)  # (B, H)
+            else:
+                d_prev = torch.addmm(d_s * rz_all[t, :, hidden:], _gru_backward(d_s, s_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t]), w_hh)
+            d_c = torch.mm(d_gi[t], w_context, out=d_context[t])  # (B, K)
+            if grad_c is not None:
+                d_c.add_(grad_c[t])
+            d_alpha_in = None if grad_alpha is None else grad_alpha[t].contiguous()
+            if compiled:
+                native.additive_backward(q_all[t], keys, v, mask, states, alpha[t], d_c, d_alpha_in, d_query[t],
+                                         d_v, de_sum, de_tanh2, scratch)
+            else:
+                _additive_backward(q_all[t], keys, v, states, alpha[t], d_c, d_alpha_in, d_query[t], d_v, de_sum,
+                                   de_tanh2, buffer)
+            d_s = d_prev.addmm_(d_query[t], w_query)
+        s_prev_all = torch.cat([s0.unsqueeze(0), s_all[:-1]]).flatten(0, 1)  # (T·B, H)
+        d_gh_flat = d_gh.flatten(0, 1)  # (T·B, 3H)
+        d_w_hh = d_gh_flat.t() @ s_prev_all
+        d_b_hh = d_gh_flat.sum(0)
+        d_w_context = d_gi.flatten(0, 1).t() @ c_all.flatten(0, 1)
+        d_w_query = d_query.flatten(0, 1).t() @ s_prev_all
+        d_states = torch.bmm(alpha.permute(1, 2, 0), d_context.transpose(0, 1))  # (B, S, K)
+        d_keys = de_tanh2.neg_().add_(de_sum.unsqueeze(2)).mul_(v)  # v (Σ de − Σ de tanh²)
+        return (d_gi.transpose(0, 1), d_s, d_keys, d_states, None, d_w_query, d_v, d_w_context, d_w_hh, d_b_hh)
+
+
+def _gru_backward(d_s: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor, d_gi: Tensor,
+                  d_gh: Tensor) -> Tensor:
+    """`native.gru_backward` in torch ops: write the gate gradients d_gi, d_gh (B, 3H) of one step; return d_gh."""
+    hidden = s_prev.size(1)
+    r, z = rz[:, :hidden], rz[:, hidden:]
+    d_pre_n = d_s * (1 - z) * (1 - n * n)  # s_t = n + z (s_{t-1} − n); n = tanh(pre_n)
+    d_gi[:, 2 * hidden:] = d_pre_n
+    torch.mul(d_pre_n, r, out=d_gh[:, 2 * hidden:])
+    torch.mul(d_pre_n * ghn, r * (1 - r), out=d_gi[:, :hidden])
+    torch.mul(d_s * (s_prev - n), z * (1 - z), out=d_gi[:, hidden:2 * hidden])
+    d_gh[:, :2 * hidden] = d_gi[:, :2 * hidden]
+    return d_gh
+
+
+def _additive_backward(q: Tensor, keys: Tensor, v: Tensor, states: Tensor, alpha: Tensor, d_c: Tensor,
+                       d_alpha_in: Tensor | None, d_q: Tensor, d_v: Tensor, de_sum: Tensor, de_tanh2: Tensor,
+                       buffer: Tensor) -> None:
+    """`native.additive_backward` in torch ops: write d_q (B, A); add to d_v, de_sum and de_tanh2."""
+    d_alpha = torch.bmm(states, d_c.unsqueeze(2)).squeeze(2)  # (B, S): dα = h d_c
+    if d_alpha_in is not None:
+        d_alpha = d_alpha + d_alpha_in
+    d_e = alpha * (d_alpha - (alpha * d_alpha).sum(1, keepdim=True))  # softmax backward; 0 on padding
+    torch.add(q.unsqueeze(1), keys, out=buffer).tanh_()  # e_s = v · tanh(q + k_s), recomputed
+    d_v.addmv_(buffer.view(-1, buffer.size(2)).t(), d_e.reshape(-1))
+    buffer.square_()  # tanh²
+    weighted = torch.bmm(d_e.unsqueeze(1), buffer).squeeze(1)  # (B, A): Σ_s de_s tanh²
+    torch.mul(v, d_e.sum(1, keepdim=True) - weighted, out=d_q)  # Σ_s de_s v (1 − tanh²)
+    de_tanh2.addcmul_(buffer, d_e.unsqueeze(2))
+    de_sum.add_(d_e)
