@@ -8,7 +8,7 @@ import torch
 import mtkit.model.native as native
 from mtkit.model.attention import make_attention
 from mtkit.model.decoder import BahdanauDecoder
-from mtkit.model.encoder import EncoderOutput
+from mtkit.model.encoder import Encoder, EncoderOutput
 
 B, S, T, V, E, H, K, A = 5, 7, 9, 30, 8, 12, 10, 6
 
@@ -122,3 +122,31 @@ def test_native_search_attention_matches_torch(beams: int, monkeypatch: pytest.M
     torch.testing.assert_close(context, want_context, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(weights, want_weights, atol=1e-6, rtol=1e-5)
     assert torch.all(weights.view(B, beams, S).masked_select(~mask.unsqueeze(1)) == 0)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("layers, bidirectional", [(1, True), (2, False)])
+def test_encoder_gru_layer_matches_autograd(dtype: torch.dtype, tolerance: float, layers: int,
+                                            bidirectional: bool) -> None:
+    """The encoder's written-out GRU layer (`GRULayerRecurrence`): states, final states and every gradient."""
+    torch.manual_seed(0)
+    encoder = Encoder(V, E, H, layers, bidirectional, "gru").to(dtype)
+    src = torch.randint(1, V, (B, S))
+    src_len = torch.tensor([7, 3, 5, 1, 7])
+
+    def run(written_out: bool) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        encoder.written_out = written_out
+        encoder.zero_grad()
+        out = encoder(src, src_len)
+        generator = torch.Generator().manual_seed(1)
+        loss = sum((x * torch.randn(x.shape, generator=generator, dtype=dtype)).sum() for x in (out.states, out.final))
+        loss.backward()
+        return [out.states.detach(), out.final.detach()], {n: p.grad.clone() for n, p in encoder.named_parameters()}
+
+    got, got_grads = run(True)
+    want, want_grads = run(False)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=tolerance, rtol=tolerance)
+    for name, w in want_grads.items():
+        assert w.abs().max() > 0, name
+        torch.testing.assert_close(got_grads[name], w, atol=tolerance, rtol=tolerance, msg=name)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtkit.model.recurrence import GRULayerRecurrence
+
 RNNS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
@@ -87,6 +89,7 @@ class Encoder(nn.Module):
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         self.rnn = make_rnn(cell, emb_dim, hidden_dim, num_layers, dropout, bidirectional)
+        self.written_out = True  # a GRU runs `GRULayerRecurrence`; False: autograd over every step (a lever to time)
 
     def forward(self, src: Tensor, src_len: Tensor) -> EncoderOutput:
         """Return the encoder states, mask, final states and mean for src (B, S) and src_len (B,).
@@ -123,13 +126,16 @@ class Encoder(nn.Module):
         gates = gates.permute(2, 0, 1, 3).contiguous()  # (S, D, B, G): one contiguous slice per step
         w_hh = torch.stack([weight("weight_hh", sfx).t() for sfx in suffixes])  # (D, H, G)
         b_hh = torch.stack([weight("bias_hh", sfx) for sfx in suffixes]).unsqueeze(1)  # (D, 1, G)
-        hidden = inputs.new_zeros(self.num_dirs, batch, self.hidden_dim)  # (D, B, H)
-        memory = torch.zeros_like(hidden) if self.cell == "lstm" else None
-        outputs = []
-        for gates_t in gates.unbind(0):  # (D, B, G); both directions advance together
-            hidden, memory = rnn_cell(self.cell, gates_t, torch.baddbmm(b_hh, hidden, w_hh), hidden, memory)
-            outputs.append(hidden)
-        out = torch.stack(outputs, 2)  # (D, B, S, H), direction d's position j read d's j-th token
+        if self.cell == "gru" and self.written_out and not torch.is_autocast_enabled(inputs.device.type):
+            out = GRULayerRecurrence.apply(gates, w_hh, b_hh).permute(1, 2, 0, 3)  # (D, B, S, H)
+        else:
+            hidden = inputs.new_zeros(self.num_dirs, batch, self.hidden_dim)  # (D, B, H)
+            memory = torch.zeros_like(hidden) if self.cell == "lstm" else None
+            outputs = []
+            for gates_t in gates.unbind(0):  # (D, B, G); both directions advance together
+                hidden, memory = rnn_cell(self.cell, gates_t, torch.baddbmm(b_hh, hidden, w_hh), hidden, memory)
+                outputs.append(hidden)
+            out = torch.stack(outputs, 2)  # (D, B, S, H), direction d's position j read d's j-th token
         final = out[:, torch.arange(batch, device=out.device), last]  # (D, B, H): after each sentence's end
         directions = [out[0]] if self.num_dirs == 1 else [out[0], _reorder(out[1], reverse)]  # token order
         states = torch.cat(directions, -1).masked_fill(~mask.unsqueeze(-1), 0.0)  # (B, S, D*H)

@@ -65,13 +65,7 @@ class AdditiveGRURecurrence(torch.autograd.Function):
                 torch.bmm(alpha[t].unsqueeze(1), states, out=c_all[t].unsqueeze(1))
             gi = torch.addmm(gates[:, t], c_all[t], w_context.t())  # (B, 3H)
             gh = torch.addmm(b_hh, s, w_hh.t())  # (B, 3H)
-            if compiled:
-                native.gru_forward(gi, gh, s, rz_all[t], n_all[t], ghn_all[t], s_all[t])
-            else:
-                rz = torch.add(gi[:, :2 * hidden], gh[:, :2 * hidden], out=rz_all[t]).sigmoid_()
-                ghn_all[t] = gh[:, 2 * hidden:]
-                n = torch.addcmul(gi[:, 2 * hidden:], rz[:, :hidden], ghn_all[t], out=n_all[t]).tanh_()
-                torch.addcmul(n, rz[:, hidden:], s - n, out=s_all[t])  # (1 − z) n + z s_{t-1}
+            _gru_forward(compiled, gi, gh, s, rz_all[t], n_all[t], ghn_all[t], s_all[t])
             s = s_all[t]
         ctx.compiled = compiled
         ctx.save_for_backward(s0, keys, states, mask, w_query, v, w_context, w_hh,
@@ -99,16 +93,13 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         d_s = s0.new_zeros(s0.shape)  # dL/ds_t flowing back from later steps
         compiled = ctx.compiled
         scratch = keys.new_empty(keys.size(1)) if compiled else None
-        d_direct = torch.empty_like(s0) if compiled else None
+        d_direct = torch.empty_like(s0)  # d_s ⊙ z, the part of ds_{t-1} that bypasses the gates
         for t in reversed(range(steps)):
             if grad_s is not None:
                 d_s = d_s + grad_s[t]
             s_prev = s_all[t - 1] if t else s0
-            if compiled:
-                native.gru_backward(d_s, s_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t], d_direct)
-                d_prev = torch.addmm(d_direct, d_gh[t], w_hh)  # (B, H)
-            else:
-                d_prev = torch.addmm(d_s * rz_all[t, :, hidden:], _gru_backward(d_s, s_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t]), w_hh)
+            _gru_backward(compiled, d_s, s_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t], d_direct)
+            d_prev = torch.addmm(d_direct, d_gh[t], w_hh)  # (B, H)
             d_c = torch.mm(d_gi[t], w_context, out=d_context[t])  # (B, K)
             if grad_c is not None:
                 d_c.add_(grad_c[t])
@@ -131,9 +122,25 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         return (d_gi.transpose(0, 1), d_s, d_keys, d_states, None, d_w_query, d_v, d_w_context, d_w_hh, d_b_hh)
 
 
-def _gru_backward(d_s: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor, d_gi: Tensor,
-                  d_gh: Tensor) -> Tensor:
-    """`native.gru_backward` in torch ops: write the gate gradients d_gi, d_gh (B, 3H) of one step; return d_gh."""
+def _gru_forward(compiled: bool, gi: Tensor, gh: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor,
+                 s: Tensor) -> None:
+    """torch's GRU cell from gate pre-activations gi, gh (N, 3H); writes rz (N, 2H), n, gh_n and s (N, H)."""
+    if compiled:
+        native.gru_forward(gi, gh, s_prev, rz, n, ghn, s)
+        return
+    hidden = s_prev.size(1)
+    torch.add(gi[:, :2 * hidden], gh[:, :2 * hidden], out=rz).sigmoid_()
+    ghn.copy_(gh[:, 2 * hidden:])
+    torch.addcmul(gi[:, 2 * hidden:], rz[:, :hidden], ghn, out=n).tanh_()
+    torch.addcmul(n, rz[:, hidden:], s_prev - n, out=s)  # (1 − z) n + z s_{t-1}
+
+
+def _gru_backward(compiled: bool, d_s: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor, d_gi: Tensor,
+                  d_gh: Tensor, d_direct: Tensor) -> None:
+    """The GRU cell's backward for d_s (N, H): writes d_gi, d_gh (N, 3H) and d_direct = d_s ⊙ z (N, H)."""
+    if compiled:
+        native.gru_backward(d_s, s_prev, rz, n, ghn, d_gi, d_gh, d_direct)
+        return
     hidden = s_prev.size(1)
     r, z = rz[:, :hidden], rz[:, hidden:]
     d_pre_n = d_s * (1 - z) * (1 - n * n)  # s_t = n + z (s_{t-1} − n); n = tanh(pre_n)
@@ -142,7 +149,60 @@ def _gru_backward(d_s: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tenso
     torch.mul(d_pre_n * ghn, r * (1 - r), out=d_gi[:, :hidden])
     torch.mul(d_s * (s_prev - n), z * (1 - z), out=d_gi[:, hidden:2 * hidden])
     d_gh[:, :2 * hidden] = d_gi[:, :2 * hidden]
-    return d_gh
+    torch.mul(d_s, z, out=d_direct)
+
+
+class GRULayerRecurrence(torch.autograd.Function):
+    """A GRU layer's recurrence over precomputed input gates, every direction at once, backward written out.
+
+    gates (S, D, B, 3H): W_ih x + b_ih of each position, direction d's position j already in the order
+    that direction reads; w_hh (D, H, 3H) (transposed weights); b_hh (D, 1, 3H). The state starts at zero.
+    Returns the states (S, D, B, H). As with `AdditiveGRURecurrence`, the recurrent weights' gradients are
+    one product over all steps after the loop, and each step's cell runs in `native.c` where it can.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, gates: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
+        steps, dirs, batch, three_h = gates.shape
+        hidden = three_h // 3
+        compiled = native.usable(gates, w_hh)
+        out = gates.new_empty(steps, dirs, batch, hidden)
+        rz_all = gates.new_empty(steps, dirs * batch, 2 * hidden)
+        n_all = gates.new_empty(steps, dirs * batch, hidden)
+        ghn_all = gates.new_empty(steps, dirs * batch, hidden)
+        h = gates.new_zeros(dirs, batch, hidden)
+        for t in range(steps):
+            gh = torch.baddbmm(b_hh, h, w_hh)  # (D, B, 3H)
+            _gru_forward(compiled, gates[t].reshape(dirs * batch, three_h), gh.view(dirs * batch, three_h),
+                         h.view(dirs * batch, hidden), rz_all[t], n_all[t], ghn_all[t], out[t].view(dirs * batch, hidden))
+            h = out[t]
+        ctx.compiled = compiled
+        ctx.save_for_backward(w_hh, out, rz_all, n_all, ghn_all)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        w_hh, out, rz_all, n_all, ghn_all = ctx.saved_tensors
+        steps, dirs, batch, hidden = out.shape
+        rows = dirs * batch
+        d_gi = out.new_empty(steps, dirs, batch, 3 * hidden)
+        d_gh = out.new_empty(steps, dirs, batch, 3 * hidden)
+        d_direct = out.new_empty(rows, hidden)
+        w_hh_t = w_hh.transpose(1, 2)  # (D, 3H, H)
+        d_h = out.new_zeros(dirs, batch, hidden)
+        zero = out.new_zeros(rows, hidden)
+        for t in reversed(range(steps)):
+            d_s = (d_h + grad_out[t]).view(rows, hidden)
+            h_prev = out[t - 1].view(rows, hidden) if t else zero
+            _gru_backward(ctx.compiled, d_s, h_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t].view(rows, -1),
+                          d_gh[t].view(rows, -1), d_direct)
+            d_h = torch.baddbmm(d_direct.view(dirs, batch, hidden), d_gh[t], w_hh_t)  # (D, B, H)
+        h_prev_all = torch.cat([out.new_zeros(1, dirs, batch, hidden), out[:-1]])  # (S, D, B, H)
+        d_gh_by_dir = d_gh.transpose(0, 1).reshape(dirs, steps * batch, 3 * hidden)
+        d_w_hh = torch.bmm(h_prev_all.transpose(0, 1).reshape(dirs, steps * batch, hidden).transpose(1, 2),
+                           d_gh_by_dir)  # (D, H, 3H)
+        d_b_hh = d_gh_by_dir.sum(1, keepdim=True)  # (D, 1, 3H)
+        return d_gi, d_w_hh, d_b_hh
 
 
 def _additive_backward(q: Tensor, keys: Tensor, v: Tensor, states: Tensor, alpha: Tensor, d_c: Tensor,
