@@ -14,8 +14,9 @@ that the fused one replaced:
 * the whole-sequence decoder (`Decoder.forward`) against its reference loop over `step`
   (`Decoder.unroll`), on the config's model if it has that path, else on the variants that do
   (a Transformer's: every target position in one causal pass, against cached steps);
-* RNNsearch's recurrence as one written-out autograd node (`mtkit.model.recurrence`) against autograd
-  through every step, where the model has it (one GRU layer reading additive attention);
+* the recurrences as one written-out autograd node each (`mtkit.model.recurrence`) against autograd
+  through every step: the encoder's GRU layers, and RNNsearch's decoder (one GRU layer reading
+  additive attention) where the model has them;
 * `mtkit/model/native.c`'s fused loops against the same equations in torch ops (`native.set_enabled`),
   for a training step and for greedy decoding;
 * the fused loss 256 target positions at a time (the default) against 1,024;
@@ -255,23 +256,25 @@ def whole_sequence(bench: LeverBench, model: Seq2Seq) -> dict[str, Any]:
                         "seconds per forward+backward", f"on {describe(model)}")
 
 
-def written_out_recurrence(bench: LeverBench) -> dict[str, Any]:
-    """Time a training step with RNNsearch's recurrence as one written-out node and through autograd over `step`."""
-    decoder = bench.model.decoder
+def written_out_recurrence(bench: LeverBench, part: str) -> dict[str, Any]:
+    """Time a training step with `part`'s recurrence ("encoder" or "decoder") as one written-out autograd node
+    (`mtkit.model.recurrence`) and through autograd over every step."""
+    module = getattr(bench.model, part)
 
     def run(written_out: bool) -> Run:
         def step(i: int) -> Any:
-            decoder.written_out = written_out
+            module.written_out = written_out
             try:
                 return bench.step(bench.batch(i))
             finally:
-                decoder.written_out = True
+                module.written_out = True
         return step
 
-    return lever_record("written-out recurrence (mtkit/model/recurrence.py)",
+    what = "GRU layers" if part == "encoder" else "GRU reading additive attention"
+    return lever_record(f"written-out recurrence ({part})",
                         "one autograd node, backward by hand, weight gradients after the loop",
                         "autograd through every step", interleaved(run(True), run(False), bench.rounds),
-                        "seconds per training step", "both sides with the compiled loops where they apply")
+                        "seconds per training step", f"{part}'s {what}; both sides with the compiled loops")
 
 
 def native_loops(bench: LeverBench) -> list[dict[str, Any]]:
@@ -369,8 +372,10 @@ def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], split: En
     elif model.decoder.attention is not None:
         out.append(keys_projected_once(bench))
     out.append(loss_chunk(bench))
+    if getattr(model.encoder, "cell", "") == "gru":
+        out.append(written_out_recurrence(bench, "encoder"))
     if getattr(model.decoder, "fused_recurrence", False):
-        out.append(written_out_recurrence(bench))
+        out.append(written_out_recurrence(bench, "decoder"))
     if native.load() is not None:
         out += native_loops(bench)
     else:

@@ -7,15 +7,20 @@ import torch
 
 import mtkit.model.native as native
 from mtkit.model.attention import make_attention
-from mtkit.model.decoder import BahdanauDecoder
+from mtkit.model.decoder import BahdanauDecoder, Decoder, LuongDecoder
 from mtkit.model.encoder import Encoder, EncoderOutput
 
-B, S, T, V, E, H, K, A = 5, 7, 9, 30, 8, 12, 10, 6
+B, S, T, V, E, H, K, A, O = 5, 7, 9, 30, 8, 12, 10, 6, 11
 
 
-def decoder_and_inputs(dtype: torch.dtype, seed: int = 0) -> tuple[BahdanauDecoder, EncoderOutput, torch.Tensor]:
+def decoder_and_inputs(dtype: torch.dtype, seed: int = 0,
+                       wiring: str = "bahdanau") -> tuple[Decoder, EncoderOutput, torch.Tensor]:
     torch.manual_seed(seed)
-    decoder = BahdanauDecoder(V, E, H, K, make_attention("additive", H, K, A)).to(dtype)
+    attention = make_attention("additive", H, K, A)
+    if wiring == "bahdanau":
+        decoder = BahdanauDecoder(V, E, H, K, attention).to(dtype)
+    else:  # Luong with input feeding: the reference model's decoder
+        decoder = LuongDecoder(V, E, H, K, attention, input_feeding=True, out_dim=O).to(dtype)
     lengths = torch.tensor([7, 3, 5, 1, 7])
     mask = torch.arange(S)[None] < lengths[:, None]
     states = torch.randn(B, S, K, dtype=dtype).masked_fill(~mask.unsqueeze(2), 0).requires_grad_()
@@ -24,7 +29,7 @@ def decoder_and_inputs(dtype: torch.dtype, seed: int = 0) -> tuple[BahdanauDecod
     return decoder, EncoderOutput(states, mask, final, final), tgt_in
 
 
-def outputs_and_grads(decoder: BahdanauDecoder, enc: EncoderOutput, tgt_in: torch.Tensor, fused: bool,
+def outputs_and_grads(decoder: Decoder, enc: EncoderOutput, tgt_in: torch.Tensor, fused: bool,
                       weigh_attention: bool = False) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Return [logits, attention] and the gradients of a random-weighted sum of them, fused or through `step`."""
     decoder.zero_grad()
@@ -52,13 +57,17 @@ def test_the_study_decoder_takes_the_written_out_recurrence() -> None:
     assert not BahdanauDecoder(V, E, H, K, make_attention("general", H, K, A)).fused_recurrence
     assert not BahdanauDecoder(V, E, H, K, make_attention("additive", H, K, A), cell="lstm").fused_recurrence
     assert not BahdanauDecoder(V, E, H, K, make_attention("additive", H, K, A), num_layers=2).fused_recurrence
+    assert LuongDecoder(V, E, H, K, make_attention("additive", H, K, A), input_feeding=True).fused_recurrence
+    assert not LuongDecoder(V, E, H, K, make_attention("general", H, K, A), input_feeding=True).fused_recurrence
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("weigh_attention", [False, True])
+@pytest.mark.parametrize("wiring", ["bahdanau", "luong"])
 def test_outputs_and_every_gradient_match_autograd(dtype: torch.dtype, tolerance: float,
-                                                   weigh_attention: bool) -> None:
-    decoder, enc, tgt_in = decoder_and_inputs(dtype)
+                                                   weigh_attention: bool, wiring: str) -> None:
+    decoder, enc, tgt_in = decoder_and_inputs(dtype, wiring=wiring)
+    assert decoder.fused_recurrence
     fused_out, fused_grads = outputs_and_grads(decoder, enc, tgt_in, True, weigh_attention)
     ref_out, ref_grads = outputs_and_grads(decoder, enc, tgt_in, False, weigh_attention)
     for got, want in zip(fused_out, ref_out):
@@ -69,8 +78,9 @@ def test_outputs_and_every_gradient_match_autograd(dtype: torch.dtype, tolerance
         torch.testing.assert_close(fused_grads[name], want, atol=tolerance, rtol=tolerance, msg=name)
 
 
-def test_padding_gets_no_weight_and_no_gradient() -> None:
-    decoder, enc, tgt_in = decoder_and_inputs(torch.float64)
+@pytest.mark.parametrize("wiring", ["bahdanau", "luong"])
+def test_padding_gets_no_weight_and_no_gradient(wiring: str) -> None:
+    decoder, enc, tgt_in = decoder_and_inputs(torch.float64, wiring=wiring)
     (_, attention), grads = outputs_and_grads(decoder, enc, tgt_in, True)
     padding = ~enc.mask
     assert torch.all(attention.masked_select(padding.unsqueeze(1)) == 0)
@@ -90,11 +100,12 @@ def test_without_autograd_the_same_numbers() -> None:
     assert with_grad_logits.requires_grad and not logits.requires_grad
 
 
-def test_native_loops_and_torch_ops_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("wiring", ["bahdanau", "luong"])
+def test_native_loops_and_torch_ops_agree(wiring: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """native.c's loops (where they build) and the same equations in torch ops: outputs and gradients to 1e-5."""
     if native.load() is None:
         pytest.skip("native.c does not build here (no C compiler, or not Linux): only the torch path runs")
-    decoder, enc, tgt_in = decoder_and_inputs(torch.float32)
+    decoder, enc, tgt_in = decoder_and_inputs(torch.float32, wiring=wiring)
     compiled_out, compiled_grads = outputs_and_grads(decoder, enc, tgt_in, True, weigh_attention=True)
     monkeypatch.setattr(native, "usable", lambda *tensors: False)
     torch_out, torch_grads = outputs_and_grads(decoder, enc, tgt_in, True, weigh_attention=True)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from mtkit.model.attention import AdditiveAttention, Attention
 from mtkit.model.encoder import EncoderOutput, make_rnn, rnn_cell
-from mtkit.model.recurrence import AdditiveGRURecurrence
+from mtkit.model.recurrence import AdditiveGRURecurrence, LuongGRURecurrence
 
 INITS = ("backward_first", "mean", "last", "zero")
 
@@ -112,6 +112,7 @@ class Decoder(nn.Module):
         self.out_dim = out_dim
         self.emb_dim = emb_dim
         self.attention = attention
+        self.written_out = True  # where `fused_recurrence`; False: autograd over `step`'s loop (a lever to time)
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         self.rnn = make_rnn(cell, rnn_input_dim, hidden_dim, num_layers, dropout)
@@ -299,7 +300,6 @@ class BahdanauDecoder(Decoder):
                          num_layers=num_layers, cell=cell, init=init, out_dim=out_dim,
                          dropout=dropout, pad_id=pad_id, tie_embeddings=tie_embeddings)
         self.maxout = maxout
-        self.written_out = True  # False: teacher forcing through autograd over `step`'s loop (a lever to time)
         pieces = 2 if maxout else 1  # maxout pools pairs of units (Goodfellow et al. 2013)
         self.deep_output = nn.Linear(hidden_dim + key_dim + emb_dim, pieces * out_dim)
 
@@ -423,6 +423,12 @@ class LuongDecoder(Decoder):
         # input feeding: h̃_{t-1} enters step t, so only the embeddings' input gates are hoisted
         w_emb, w_rest = self._input_weights()
         gates = self._emb_gates(emb, w_emb)  # (B, T, G)
+        if self.fused_recurrence and memory.projected is not None and not torch.is_autocast_enabled(emb.device.type):
+            h_tilde, attention = LuongGRURecurrence.apply(
+                gates, state.hidden[:, 0], state.input_feed, memory.projected, memory.states, memory.mask,
+                self.attention.query_proj.weight, self.attention.v.weight.view(-1), w_rest,
+                self.rnn.weight_hh_l0, self.rnn.bias_hh_l0, self.combine.weight)  # (B, T, O), (B, T, S)
+            return self.dropout(h_tilde), attention
         features, weights = [], []
         for emb_t, gates_t in zip(emb.unbind(1), gates.unbind(1)):
             out = self._step(emb_t, gates_t, w_rest, state, memory)
@@ -434,6 +440,13 @@ class LuongDecoder(Decoder):
     @property
     def whole_sequence(self) -> bool:
         return not self.input_feeding
+
+    @property
+    def fused_recurrence(self) -> bool:
+        """Whether teacher forcing with input feeding runs as one written-out node (`recurrence`): one GRU layer
+        reading additive attention, as the reference model (configs/bench_bible.yaml) has. Not under autocast."""
+        return (self.written_out and self.input_feeding and isinstance(self.attention, AdditiveAttention)
+                and self.cell == "gru" and self.num_layers == 1)
 
 
 DECODERS: dict[str, type[Decoder]] = {"bahdanau": BahdanauDecoder, "luong": LuongDecoder}

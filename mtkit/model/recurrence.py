@@ -51,18 +51,11 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         q_all = gates.new_empty(steps, batch, w_query.size(0))
         compiled = native.usable(gates, keys, states)  # native.c's loops, else the same in torch ops
         s0, keys, states, mask = s0.contiguous(), keys.contiguous(), states.contiguous(), mask.contiguous()
-        padding = ~mask  # (B, S)
         buffer = None if compiled else keys.new_empty(keys.shape)  # (B, S, A), tanh(q_t + k) of the current step
         s = s0
         for t in range(steps):
             q = torch.mm(s, w_query.t(), out=q_all[t])  # (B, A)
-            if compiled:
-                native.additive_forward(q, keys, v, mask, states, alpha[t], c_all[t])
-            else:
-                torch.add(q.unsqueeze(1), keys, out=buffer).tanh_()
-                scores = torch.matmul(buffer, v).masked_fill_(padding, float("-inf"))  # (B, S)
-                alpha[t] = scores.softmax(-1)
-                torch.bmm(alpha[t].unsqueeze(1), states, out=c_all[t].unsqueeze(1))
+            _attend(compiled, q, keys, v, mask, states, alpha[t], c_all[t], buffer)
             gi = torch.addmm(gates[:, t], c_all[t], w_context.t())  # (B, 3H)
             gh = torch.addmm(b_hh, s, w_hh.t())  # (B, 3H)
             _gru_forward(compiled, gi, gh, s, rz_all[t], n_all[t], ghn_all[t], s_all[t])
@@ -104,12 +97,8 @@ class AdditiveGRURecurrence(torch.autograd.Function):
             if grad_c is not None:
                 d_c.add_(grad_c[t])
             d_alpha_in = None if grad_alpha is None else grad_alpha[t].contiguous()
-            if compiled:
-                native.additive_backward(q_all[t], keys, v, mask, states, alpha[t], d_c, d_alpha_in, d_query[t],
-                                         d_v, de_sum, de_tanh2, scratch)
-            else:
-                _additive_backward(q_all[t], keys, v, states, alpha[t], d_c, d_alpha_in, d_query[t], d_v, de_sum,
-                                   de_tanh2, buffer)
+            _attend_backward(compiled, q_all[t], keys, v, mask, states, alpha[t], d_c, d_alpha_in, d_query[t], d_v,
+                             de_sum, de_tanh2, scratch, buffer)
             d_s = d_prev.addmm_(d_query[t], w_query)
         s_prev_all = torch.cat([s0.unsqueeze(0), s_all[:-1]]).flatten(0, 1)  # (T·B, H)
         d_gh_flat = d_gh.flatten(0, 1)  # (T·B, 3H)
@@ -120,6 +109,101 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         d_states = torch.bmm(alpha.permute(1, 2, 0), d_context.transpose(0, 1))  # (B, S, K)
         d_keys = de_tanh2.neg_().add_(de_sum.unsqueeze(2)).mul_(v)  # v (Σ de − Σ de tanh²)
         return (d_gi.transpose(0, 1), d_s, d_keys, d_states, None, d_w_query, d_v, d_w_context, d_w_hh, d_b_hh)
+
+
+class LuongGRURecurrence(torch.autograd.Function):
+    """Luong et al.'s decoder with input feeding, GRU and additive attention, every target position; backward by hand.
+
+    The equations of `LuongDecoder._step`:
+
+        gi = gates_t + W_f h̃_{t-1};  gh = W_hh s_{t-1} + b_hh;  s_t = GRU(gi, gh, s_{t-1})
+        q_t = W_a s_t;  α_t = softmax(v_aᵀ tanh(q_t + k));  c_t = Σ_s α_ts h_s;  h̃_t = tanh(W_c [c_t; s_t])
+
+    Inputs: gates (B, T, 3H); s0 (B, H); feed0 (B, O), h̃_0; keys (B, S, A); states (B, S, K); mask (B, S);
+    w_query (A, H); v (A,); w_feed (3H, O); w_hh (3H, H); b_hh (3H,); w_combine (O, K + H).
+    Returns h̃ (B, T, O), before dropout, and α (B, T, S).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, gates: Tensor, s0: Tensor, feed0: Tensor, keys: Tensor, states: Tensor, mask: Tensor,
+                w_query: Tensor, v: Tensor, w_feed: Tensor, w_hh: Tensor, b_hh: Tensor,
+                w_combine: Tensor) -> tuple[Tensor, Tensor]:
+        batch, steps, three_h = gates.shape
+        hidden, key_dim = three_h // 3, states.size(2)
+        w_comb_c, w_comb_s = w_combine.split([key_dim, hidden], dim=1)  # (O, K), (O, H)
+        s_all = gates.new_empty(steps, batch, hidden)
+        c_all = gates.new_empty(steps, batch, key_dim)
+        h_all = gates.new_empty(steps, batch, w_combine.size(0))  # h̃
+        alpha = gates.new_empty(steps, batch, states.size(1))
+        rz_all = gates.new_empty(steps, batch, 2 * hidden)
+        n_all = gates.new_empty(steps, batch, hidden)
+        ghn_all = gates.new_empty(steps, batch, hidden)
+        q_all = gates.new_empty(steps, batch, w_query.size(0))
+        compiled = native.usable(gates, keys, states)
+        s0, feed0 = s0.contiguous(), feed0.contiguous()
+        keys, states, mask = keys.contiguous(), states.contiguous(), mask.contiguous()
+        buffer = None if compiled else keys.new_empty(keys.shape)
+        s, feed = s0, feed0
+        for t in range(steps):
+            gi = torch.addmm(gates[:, t], feed, w_feed.t())  # (B, 3H)
+            gh = torch.addmm(b_hh, s, w_hh.t())  # (B, 3H)
+            _gru_forward(compiled, gi, gh, s, rz_all[t], n_all[t], ghn_all[t], s_all[t])
+            s = s_all[t]
+            q = torch.mm(s, w_query.t(), out=q_all[t])  # (B, A), from s_t
+            _attend(compiled, q, keys, v, mask, states, alpha[t], c_all[t], buffer)
+            feed = torch.mm(c_all[t], w_comb_c.t(), out=h_all[t]).addmm_(s, w_comb_s.t()).tanh_()  # h̃_t
+        ctx.compiled = compiled
+        ctx.save_for_backward(s0, feed0, keys, states, mask, w_query, v, w_feed, w_hh, w_combine,
+                              s_all, c_all, h_all, alpha, rz_all, n_all, ghn_all, q_all)
+        return h_all.transpose(0, 1), alpha.transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_h: Tensor | None, grad_alpha: Tensor | None) -> tuple[Tensor | None, ...]:
+        (s0, feed0, keys, states, mask, w_query, v, w_feed, w_hh, w_combine,
+         s_all, c_all, h_all, alpha, rz_all, n_all, ghn_all, q_all) = ctx.saved_tensors
+        steps, batch, hidden = s_all.shape
+        key_dim = c_all.size(2)
+        w_comb_c, w_comb_s = w_combine.split([key_dim, hidden], dim=1)
+        compiled = ctx.compiled
+        d_gi = s_all.new_empty(steps, batch, 3 * hidden)
+        d_gh = s_all.new_empty(steps, batch, 3 * hidden)
+        d_pre = s_all.new_empty(h_all.shape)  # (T, B, O): through h̃'s tanh
+        d_context = s_all.new_empty(c_all.shape)
+        d_query = s_all.new_empty(q_all.shape)
+        d_v = torch.zeros_like(v)
+        de_sum = keys.new_zeros(keys.shape[:2])
+        de_tanh2 = torch.zeros_like(keys)
+        scratch = keys.new_empty(keys.size(1)) if compiled else None
+        buffer = None if compiled else keys.new_empty(keys.shape)
+        d_direct = torch.empty_like(s0)
+        grad_h = None if grad_h is None else grad_h.transpose(0, 1)  # (T, B, O)
+        grad_alpha = None if grad_alpha is None else grad_alpha.transpose(0, 1)
+        d_s_next = s0.new_zeros(s0.shape)  # into s_t from step t + 1's GRU
+        d_feed_next = feed0.new_zeros(feed0.shape)  # into h̃_t from step t + 1's input gates
+        for t in reversed(range(steps)):
+            d_h = d_feed_next if grad_h is None else d_feed_next + grad_h[t]
+            h = h_all[t]
+            torch.mul(d_h, 1 - h * h, out=d_pre[t])  # h̃ = tanh(pre)
+            d_c = torch.mm(d_pre[t], w_comb_c, out=d_context[t])  # (B, K)
+            d_s = torch.addmm(d_s_next, d_pre[t], w_comb_s)  # (B, H)
+            d_alpha_in = None if grad_alpha is None else grad_alpha[t].contiguous()
+            _attend_backward(compiled, q_all[t], keys, v, mask, states, alpha[t], d_c, d_alpha_in, d_query[t], d_v,
+                             de_sum, de_tanh2, scratch, buffer)
+            d_s.addmm_(d_query[t], w_query)  # q_t = W_a s_t
+            s_prev = s_all[t - 1] if t else s0
+            _gru_backward(compiled, d_s, s_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t], d_direct)
+            d_s_next = torch.addmm(d_direct, d_gh[t], w_hh)
+            d_feed_next = torch.mm(d_gi[t], w_feed)  # (B, O)
+        s_prev_all = torch.cat([s0.unsqueeze(0), s_all[:-1]]).flatten(0, 1)  # (T·B, H)
+        feed_prev_all = torch.cat([feed0.unsqueeze(0), h_all[:-1]]).flatten(0, 1)  # (T·B, O)
+        d_gh_flat, d_pre_flat = d_gh.flatten(0, 1), d_pre.flatten(0, 1)
+        s_flat = s_all.flatten(0, 1)
+        d_w_combine = torch.cat([d_pre_flat.t() @ c_all.flatten(0, 1), d_pre_flat.t() @ s_flat], 1)  # (O, K + H)
+        d_states = torch.bmm(alpha.permute(1, 2, 0), d_context.transpose(0, 1))  # (B, S, K)
+        d_keys = de_tanh2.neg_().add_(de_sum.unsqueeze(2)).mul_(v)
+        return (d_gi.transpose(0, 1), d_s_next, d_feed_next, d_keys, d_states, None,
+                d_query.flatten(0, 1).t() @ s_flat, d_v, d_gi.flatten(0, 1).t() @ feed_prev_all,
+                d_gh_flat.t() @ s_prev_all, d_gh_flat.sum(0), d_w_combine)
 
 
 def _gru_forward(compiled: bool, gi: Tensor, gh: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor,
@@ -203,6 +287,28 @@ class GRULayerRecurrence(torch.autograd.Function):
                            d_gh_by_dir)  # (D, H, 3H)
         d_b_hh = d_gh_by_dir.sum(1, keepdim=True)  # (D, 1, 3H)
         return d_gi, d_w_hh, d_b_hh
+
+
+def _attend(compiled: bool, q: Tensor, keys: Tensor, v: Tensor, mask: Tensor, states: Tensor, alpha: Tensor,
+            context: Tensor, buffer: Tensor | None) -> None:
+    """Additive attention for queries q (B, A): writes alpha (B, S) and context (B, K); buffer (B, S, A) for torch ops."""
+    if compiled:
+        native.additive_forward(q, keys, v, mask, states, alpha, context)
+        return
+    torch.add(q.unsqueeze(1), keys, out=buffer).tanh_()
+    scores = torch.matmul(buffer, v).masked_fill_(~mask, float("-inf"))  # (B, S)
+    alpha.copy_(scores.softmax(-1))
+    torch.bmm(alpha.unsqueeze(1), states, out=context.unsqueeze(1))
+
+
+def _attend_backward(compiled: bool, q: Tensor, keys: Tensor, v: Tensor, mask: Tensor, states: Tensor, alpha: Tensor,
+                     d_c: Tensor, d_alpha_in: Tensor | None, d_q: Tensor, d_v: Tensor, de_sum: Tensor,
+                     de_tanh2: Tensor, scratch: Tensor | None, buffer: Tensor | None) -> None:
+    """One step of `_attend`'s backward: writes d_q (B, A); adds to d_v, de_sum and de_tanh2 (see the callers)."""
+    if compiled:
+        native.additive_backward(q, keys, v, mask, states, alpha, d_c, d_alpha_in, d_q, d_v, de_sum, de_tanh2, scratch)
+    else:
+        _additive_backward(q, keys, v, states, alpha, d_c, d_alpha_in, d_q, d_v, de_sum, de_tanh2, buffer)
 
 
 def _additive_backward(q: Tensor, keys: Tensor, v: Tensor, states: Tensor, alpha: Tensor, d_c: Tensor,
