@@ -279,6 +279,18 @@ class Decoder(nn.Module):
         """Whether teacher forcing runs the RNN over all target positions in one call."""
         return False
 
+    @property
+    def fused_recurrence(self) -> bool:
+        """Whether teacher forcing has a written-out recurrence (`mtkit.model.recurrence`) for this wiring."""
+        return False
+
+    def _takes_written_out(self, emb: Tensor, memory: Memory) -> bool:
+        """Whether this teacher-forced pass runs as the written-out node: the wiring has one, the keys are
+        projected once (a Memory without them asks for the per-step path), and no autocast (bfloat16 on a
+        GPU), whose mixed precision the node's preallocated buffers would not take."""
+        return (self.fused_recurrence and memory.projected is not None
+                and not torch.is_autocast_enabled(emb.device.type))
+
 
 class BahdanauDecoder(Decoder):
     """RNNsearch decoder, Bahdanau et al. (2015), appendix A.2.2; RNNencdec when attention is None.
@@ -340,7 +352,7 @@ class BahdanauDecoder(Decoder):
         # zero-padded (B, T, G) gradients, O(T²) memory traffic.
         w_emb, w_rest = self._input_weights()
         gates = self._emb_gates(emb, w_emb)  # (B, T, G)
-        if self.fused_recurrence and memory.projected is not None and not torch.is_autocast_enabled(emb.device.type):
+        if self._takes_written_out(emb, memory):
             s_all, c_all, attention = AdditiveGRURecurrence.apply(
                 gates, state.hidden[:, 0], memory.projected, memory.states, memory.mask,
                 self.attention.query_proj.weight, self.attention.v.weight.view(-1), w_rest,
@@ -362,11 +374,7 @@ class BahdanauDecoder(Decoder):
 
     @property
     def fused_recurrence(self) -> bool:
-        """Whether teacher forcing runs the recurrence as one node with its backward written out (`recurrence`).
-
-        It is written for the study's RNNsearch: one GRU layer reading additive attention. Not under
-        autocast (bfloat16 on a GPU), whose mixed precision its preallocated float buffers would not take.
-        """
+        """One GRU layer reading additive attention, as the study's RNNsearch has (`AdditiveGRURecurrence`)."""
         return (self.written_out and isinstance(self.attention, AdditiveAttention) and self.cell == "gru"
                 and self.num_layers == 1)
 
@@ -423,7 +431,7 @@ class LuongDecoder(Decoder):
         # input feeding: h̃_{t-1} enters step t, so only the embeddings' input gates are hoisted
         w_emb, w_rest = self._input_weights()
         gates = self._emb_gates(emb, w_emb)  # (B, T, G)
-        if self.fused_recurrence and memory.projected is not None and not torch.is_autocast_enabled(emb.device.type):
+        if self._takes_written_out(emb, memory):
             h_tilde, attention = LuongGRURecurrence.apply(
                 gates, state.hidden[:, 0], state.input_feed, memory.projected, memory.states, memory.mask,
                 self.attention.query_proj.weight, self.attention.v.weight.view(-1), w_rest,
@@ -443,8 +451,8 @@ class LuongDecoder(Decoder):
 
     @property
     def fused_recurrence(self) -> bool:
-        """Whether teacher forcing with input feeding runs as one written-out node (`recurrence`): one GRU layer
-        reading additive attention, as the reference model (configs/bench_bible.yaml) has. Not under autocast."""
+        """Input feeding, one GRU layer and additive attention, as the reference model (configs/bench_bible.yaml)
+        has (`LuongGRURecurrence`)."""
         return (self.written_out and self.input_feeding and isinstance(self.attention, AdditiveAttention)
                 and self.cell == "gru" and self.num_layers == 1)
 
