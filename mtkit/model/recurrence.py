@@ -80,17 +80,12 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         d_gh = s_all.new_empty(steps, batch, 3 * hidden)
         d_context = s_all.new_empty(c_all.shape)  # (T, B, K), all of c_t's gradient
         d_query = s_all.new_empty(q_all.shape)  # (T, B, A)
-        d_v = torch.zeros_like(v)
-        # the keys' gradient is Σ_t v ⊙ (1 − tanh²(q_t + k)) de_t: kept as Σ_t de_t and Σ_t de_t tanh²
-        de_sum = keys.new_zeros(keys.shape[:2])  # (B, S)
-        de_tanh2 = torch.zeros_like(keys)  # (B, S, A)
-        buffer = None if ctx.compiled else keys.new_empty(keys.shape)
+        attention = _AttentionGradients(ctx.compiled, keys, v, mask, states)
         grad_s = None if grad_s is None else grad_s.transpose(0, 1)  # (T, B, H)
         grad_c = None if grad_c is None else grad_c.transpose(0, 1)  # (T, B, K)
         grad_alpha = None if grad_alpha is None else grad_alpha.transpose(0, 1)  # (T, B, S)
         d_s = s0.new_zeros(s0.shape)  # dL/ds_t flowing back from later steps
         compiled = ctx.compiled
-        scratch = keys.new_empty(keys.size(1)) if compiled else None
         d_direct = torch.empty_like(s0)  # d_s ⊙ z, the part of ds_{t-1} that bypasses the gates
         for t in reversed(range(steps)):
             if grad_s is not None:
@@ -102,8 +97,7 @@ class AdditiveGRURecurrence(torch.autograd.Function):
             if grad_c is not None:
                 d_c.add_(grad_c[t])
             d_alpha_in = None if grad_alpha is None else grad_alpha[t].contiguous()
-            _attend_backward(compiled, q_all[t], keys, v, mask, states, alpha[t], d_c, d_alpha_in, d_query[t], d_v,
-                             de_sum, de_tanh2, scratch, buffer)
+            attention.step(q_all[t], alpha[t], d_c, d_alpha_in, d_query[t])
             d_s = d_prev.addmm_(d_query[t], w_query)
         s_prev_all = torch.cat([s0.unsqueeze(0), s_all[:-1]]).flatten(0, 1)  # (T·B, H)
         d_gh_flat = d_gh.flatten(0, 1)  # (T·B, 3H)
@@ -111,9 +105,8 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         d_b_hh = d_gh_flat.sum(0)
         d_w_context = d_gi.flatten(0, 1).t() @ c_all.flatten(0, 1)
         d_w_query = d_query.flatten(0, 1).t() @ s_prev_all
-        d_states = torch.bmm(alpha.permute(1, 2, 0), d_context.transpose(0, 1))  # (B, S, K)
-        d_keys = de_tanh2.neg_().add_(de_sum.unsqueeze(2)).mul_(v)  # v (Σ de − Σ de tanh²)
-        return (d_gi.transpose(0, 1), d_s, d_keys, d_states, None, d_w_query, d_v, d_w_context, d_w_hh, d_b_hh)
+        return (d_gi.transpose(0, 1), d_s, attention.keys_grad(), attention.states_grad(alpha, d_context), None,
+                d_w_query, attention.d_v, d_w_context, d_w_hh, d_b_hh)
 
 
 class LuongGRURecurrence(torch.autograd.Function):
@@ -175,11 +168,7 @@ class LuongGRURecurrence(torch.autograd.Function):
         d_pre = s_all.new_empty(h_all.shape)  # (T, B, O): through h̃'s tanh
         d_context = s_all.new_empty(c_all.shape)
         d_query = s_all.new_empty(q_all.shape)
-        d_v = torch.zeros_like(v)
-        de_sum = keys.new_zeros(keys.shape[:2])
-        de_tanh2 = torch.zeros_like(keys)
-        scratch = keys.new_empty(keys.size(1)) if compiled else None
-        buffer = None if compiled else keys.new_empty(keys.shape)
+        attention = _AttentionGradients(compiled, keys, v, mask, states)
         d_direct = torch.empty_like(s0)
         grad_h = None if grad_h is None else grad_h.transpose(0, 1)  # (T, B, O)
         grad_alpha = None if grad_alpha is None else grad_alpha.transpose(0, 1)
@@ -192,8 +181,7 @@ class LuongGRURecurrence(torch.autograd.Function):
             d_c = torch.mm(d_pre[t], w_comb_c, out=d_context[t])  # (B, K)
             d_s = torch.addmm(d_s_next, d_pre[t], w_comb_s)  # (B, H)
             d_alpha_in = None if grad_alpha is None else grad_alpha[t].contiguous()
-            _attend_backward(compiled, q_all[t], keys, v, mask, states, alpha[t], d_c, d_alpha_in, d_query[t], d_v,
-                             de_sum, de_tanh2, scratch, buffer)
+            attention.step(q_all[t], alpha[t], d_c, d_alpha_in, d_query[t])
             d_s.addmm_(d_query[t], w_query)  # q_t = W_a s_t
             s_prev = s_all[t - 1] if t else s0
             _gru_backward(compiled, d_s, s_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t], d_direct)
@@ -204,10 +192,9 @@ class LuongGRURecurrence(torch.autograd.Function):
         d_gh_flat, d_pre_flat = d_gh.flatten(0, 1), d_pre.flatten(0, 1)
         s_flat = s_all.flatten(0, 1)
         d_w_combine = torch.cat([d_pre_flat.t() @ c_all.flatten(0, 1), d_pre_flat.t() @ s_flat], 1)  # (O, K + H)
-        d_states = torch.bmm(alpha.permute(1, 2, 0), d_context.transpose(0, 1))  # (B, S, K)
-        d_keys = de_tanh2.neg_().add_(de_sum.unsqueeze(2)).mul_(v)
-        return (d_gi.transpose(0, 1), d_s_next, d_feed_next, d_keys, d_states, None,
-                d_query.flatten(0, 1).t() @ s_flat, d_v, d_gi.flatten(0, 1).t() @ feed_prev_all,
+        return (d_gi.transpose(0, 1), d_s_next, d_feed_next, attention.keys_grad(),
+                attention.states_grad(alpha, d_context), None,
+                d_query.flatten(0, 1).t() @ s_flat, attention.d_v, d_gi.flatten(0, 1).t() @ feed_prev_all,
                 d_gh_flat.t() @ s_prev_all, d_gh_flat.sum(0), d_w_combine)
 
 
@@ -306,14 +293,39 @@ def _attend(compiled: bool, q: Tensor, keys: Tensor, v: Tensor, mask: Tensor, st
     torch.bmm(alpha.unsqueeze(1), states, out=context.unsqueeze(1))
 
 
-def _attend_backward(compiled: bool, q: Tensor, keys: Tensor, v: Tensor, mask: Tensor, states: Tensor, alpha: Tensor,
-                     d_c: Tensor, d_alpha_in: Tensor | None, d_q: Tensor, d_v: Tensor, de_sum: Tensor,
-                     de_tanh2: Tensor, scratch: Tensor | None, buffer: Tensor | None) -> None:
-    """One step of `_attend`'s backward: writes d_q (B, A); adds to d_v, de_sum and de_tanh2 (see the callers)."""
-    if compiled:
-        native.additive_backward(q, keys, v, mask, states, alpha, d_c, d_alpha_in, d_q, d_v, de_sum, de_tanh2, scratch)
-    else:
-        _additive_backward(q, keys, v, states, alpha, d_c, d_alpha_in, d_q, d_v, de_sum, de_tanh2, buffer)
+class _AttentionGradients:
+    """Additive attention's backward over the steps of a recurrence, run from the last step to the first.
+
+    `step` writes a step's query gradient; the gradients of v, the keys and the states are taken after the
+    loop. The keys' gradient is Σ_t v ⊙ (1 − tanh²(q_t + k)) ⊙ de_t, kept as Σ_t de_t (B, S) and
+    Σ_t de_t tanh² (B, S, A), so no step writes a (B, S, A) gradient of its own.
+    """
+
+    def __init__(self, compiled: bool, keys: Tensor, v: Tensor, mask: Tensor, states: Tensor) -> None:
+        self.compiled, self.keys, self.v, self.mask, self.states = compiled, keys, v, mask, states
+        self.d_v = torch.zeros_like(v)  # (A,)
+        self.de_sum = keys.new_zeros(keys.shape[:2])  # (B, S)
+        self.de_tanh2 = torch.zeros_like(keys)  # (B, S, A)
+        self.scratch = keys.new_empty(keys.size(1)) if compiled else None  # native.c's de of one row
+        self.buffer = None if compiled else keys.new_empty(keys.shape)  # torch ops' tanh(q + k)
+
+    def step(self, q: Tensor, alpha: Tensor, d_c: Tensor, d_alpha_in: Tensor | None, d_q: Tensor) -> None:
+        """Backward of `_attend` for query q (B, A), weights alpha (B, S) and context gradient d_c: writes d_q."""
+        if self.compiled:
+            native.additive_backward(q, self.keys, self.v, self.mask, self.states, alpha, d_c, d_alpha_in, d_q,
+                                     self.d_v, self.de_sum, self.de_tanh2, self.scratch)
+        else:
+            _additive_backward(q, self.keys, self.v, self.states, alpha, d_c, d_alpha_in, d_q, self.d_v,
+                               self.de_sum, self.de_tanh2, self.buffer)
+
+    def keys_grad(self) -> Tensor:
+        """Return the keys' gradient (B, S, A), v (Σ de − Σ de tanh²), once every step is done."""
+        return self.de_tanh2.neg_().add_(self.de_sum.unsqueeze(2)).mul_(self.v)
+
+    @staticmethod
+    def states_grad(alpha: Tensor, d_context: Tensor) -> Tensor:
+        """Return the states' gradient as values, Σ_t α_tᵀ d_c_t (B, S, K), from alpha (T, B, S), d_context (T, B, K)."""
+        return torch.bmm(alpha.permute(1, 2, 0), d_context.transpose(0, 1))
 
 
 def _additive_backward(q: Tensor, keys: Tensor, v: Tensor, states: Tensor, alpha: Tensor, d_c: Tensor,
