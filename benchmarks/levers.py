@@ -15,8 +15,8 @@ that the fused one replaced:
   (`Decoder.unroll`), on the config's model if it has that path, else on the variants that do
   (a Transformer's: every target position in one causal pass, against cached steps);
 * the recurrences as one written-out autograd node each (`mtkit.model.recurrence`) against autograd
-  through every step: the encoder's GRU layers, and RNNsearch's decoder (one GRU layer reading
-  additive attention) where the model has them;
+  through every step: the encoder's GRU layers, and the decoder where its wiring has one (one GRU
+  layer reading additive attention: RNNsearch's, or Luong's with input feeding);
 * `mtkit/model/native.c`'s fused loops against the same equations in torch ops (`native.set_enabled`),
   for a training step and for greedy decoding;
 * the fused loss 256 target positions at a time (the default) against 1,024;
@@ -91,6 +91,20 @@ class LeverBench(NamedTuple):
 
     def greedy(self, _: int = 0) -> None:
         decode(self.model, self.src_sample, replace(self.cfg.decode, beam=1))
+
+    def train(self, i: int) -> Any:
+        return self.step(self.batch(i))
+
+
+def with_setting(apply: Callable[[Any], Any], value: Any, restore: Any, fn: Run) -> Run:
+    """Return fn run with apply(value) in force, and apply(restore) after it, whatever happens."""
+    def run(i: int) -> Any:
+        apply(value)
+        try:
+            return fn(i)
+        finally:
+            apply(restore)
+    return run
 
 
 def interleaved(lever: Run, baseline: Run, rounds: int) -> Timing:
@@ -262,13 +276,7 @@ def written_out_recurrence(bench: LeverBench, part: str) -> dict[str, Any]:
     module = getattr(bench.model, part)
 
     def run(written_out: bool) -> Run:
-        def step(i: int) -> Any:
-            module.written_out = written_out
-            try:
-                return bench.step(bench.batch(i))
-            finally:
-                module.written_out = True
-        return step
+        return with_setting(lambda on: setattr(module, "written_out", on), written_out, True, bench.train)
 
     what = "GRU layers" if part == "encoder" else "GRU reading additive attention"
     return lever_record(f"written-out recurrence ({part})",
@@ -280,18 +288,9 @@ def written_out_recurrence(bench: LeverBench, part: str) -> dict[str, Any]:
 def native_loops(bench: LeverBench) -> list[dict[str, Any]]:
     """Time a training step and greedy decoding with native.c's loops and with the same equations in torch ops."""
     def on(enabled: bool, fn: Run) -> Run:
-        def run(i: int) -> Any:
-            native.set_enabled(enabled)
-            try:
-                return fn(i)
-            finally:
-                native.set_enabled(True)
-        return run
+        return with_setting(native.set_enabled, enabled, True, fn)
 
-    def train(i: int) -> Any:
-        return bench.step(bench.batch(i))
-
-    trained = interleaved(on(True, train), on(False, train), bench.rounds)
+    trained = interleaved(on(True, bench.train), on(False, bench.train), bench.rounds)
     decoded = interleaved(on(True, bench.greedy), on(False, bench.greedy), max(2, bench.rounds // 2))
     note = "additive attention and the GRU cell, fused per step (mtkit/model/native.c)"
     return [lever_record("compiled loops (training)", "native.c", "torch ops", trained, "seconds per training step",
@@ -324,18 +323,9 @@ def one_thread(bench: LeverBench, cores: int) -> list[dict[str, Any]]:
     threads = torch.get_num_threads()
 
     def on(n: int, fn: Run) -> Run:
-        def run(i: int) -> Any:
-            set_threads(n)
-            try:
-                return fn(i)
-            finally:
-                set_threads(threads)
-        return run
+        return with_setting(set_threads, n, threads, fn)
 
-    def train(i: int) -> Any:
-        return bench.step(bench.batch(i))
-
-    trained = interleaved(on(1, train), on(cores, train), bench.rounds)
+    trained = interleaved(on(1, bench.train), on(cores, bench.train), bench.rounds)
     decoded = interleaved(on(1, bench.greedy), on(cores, bench.greedy), max(2, bench.rounds // 2))
     return [lever_record("one thread", "1 thread", f"{cores} threads", trained, "seconds per training step",
                          "OpenMP threads wait on each other when the cores are shared"),
@@ -346,16 +336,10 @@ def one_thread(bench: LeverBench, cores: int) -> list[dict[str, Any]]:
 def freed_memory(bench: LeverBench) -> dict[str, Any]:
     """Time a training step with glibc keeping freed memory and with its defaults; leave the defaults set."""
     def kept(keep: bool) -> Run:
-        def run(i: int) -> Any:
-            keep_freed_memory(keep)
-            return bench.step(bench.batch(i))
-        return run
+        return with_setting(keep_freed_memory, keep, False, bench.train)
 
-    try:
-        return lever_record("keep freed memory (mallopt)", "kept in the heap", "unmapped when freed",
-                            interleaved(kept(True), kept(False), bench.rounds), "seconds per training step")
-    finally:
-        keep_freed_memory(False)
+    return lever_record("keep freed memory (mallopt)", "kept in the heap", "unmapped when freed",
+                        interleaved(kept(True), kept(False), bench.rounds), "seconds per training step")
 
 
 def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], split: EncodedSplit,
