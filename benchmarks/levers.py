@@ -20,6 +20,7 @@ that the fused one replaced:
 * `mtkit/model/native.c`'s fused loops against the same equations in torch ops (`native.set_enabled`),
   for a training step and for greedy decoding;
 * the fused loss 256 target positions at a time (the default) against 1,024;
+* Adam as one fused kernel (`mtkit.train.make_optimizer`) against torch's default, op by op;
 * one thread against all cores (`mtkit.device.set_threads`), for a training step and for greedy decoding;
 * glibc keeping freed memory (`benchmarks.memory.keep_freed_memory`) against its defaults.
 
@@ -318,6 +319,30 @@ def loss_chunk(bench: LeverBench, chunk: int = 256, baseline: int = 1024) -> dic
                         f"vocabulary {out.weight.size(0)}: a chunk's logits are chunk × V floats")
 
 
+def fused_adam(bench: LeverBench) -> dict[str, Any]:
+    """Time an Adam step over the model's parameters as `make_optimizer` builds it (fused) and op by op (foreach)."""
+    params = [p for p in bench.model.parameters() if p.requires_grad]
+    grads = [torch.randn_like(p) for p in params]
+    saved = [p.detach().clone() for p in params]
+
+    def run(fused: bool) -> Run:
+        optimizer = torch.optim.Adam(params, lr=bench.cfg.train.lr, fused=fused, foreach=None if fused else True)
+
+        def step(_: int) -> None:
+            for p, g in zip(params, grads):
+                p.grad = g
+            optimizer.step()
+        return step
+
+    timing = interleaved(run(True), run(False), max(bench.rounds, 10))
+    with torch.no_grad():
+        for p, w in zip(params, saved):
+            p.copy_(w)
+            p.grad = None
+    return lever_record("fused Adam", "one fused kernel (make_optimizer)", "torch's default, op by op (foreach)",
+                        timing, "seconds per optimizer step", f"{sum(p.numel() for p in params):,} parameters")
+
+
 def one_thread(bench: LeverBench, cores: int) -> list[dict[str, Any]]:
     """Time a training step and greedy decoding on one thread and on `cores` threads."""
     threads = torch.get_num_threads()
@@ -356,6 +381,7 @@ def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], split: En
     elif model.decoder.attention is not None:
         out.append(keys_projected_once(bench))
     out.append(loss_chunk(bench))
+    out.append(fused_adam(bench))
     if getattr(model.encoder, "cell", "") == "gru":
         out.append(written_out_recurrence(bench, "encoder"))
     if getattr(model.decoder, "fused_recurrence", False):
