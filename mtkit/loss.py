@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import mtkit.model.native as native
 from mtkit.data.tokenizer import PAD
 from mtkit.model.decoder import Decoder
 
@@ -25,7 +26,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     The (N, V) logits are never held whole: each chunk's logits become its softmax in place, the
     softmax minus the (smoothed) one-hot target is the gradient of the logits, and the gradients of
-    x, W and b are taken from it at once, while the chunk is in cache. Autograd would keep the
+    x, W and b are taken from it at once, while the chunk is in cache. Where `native.c` builds, the
+    bias, the log-sum-exp and that gradient are one function taking each row three times while it
+    sits in L1 (native.cross_entropy_rows); else the same in torch ops. Autograd would keep the
     logits, their log-softmax, and two more (N, V) tensors in backward: 4 × 128 MB for a 4k-token
     batch and an 8k vocabulary. The loss is the last node, so the gradients wait in ctx for the
     incoming scalar.
@@ -40,8 +43,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_b = torch.zeros_like(bias) if need_grad else None  # (V,)
         total = x.new_zeros(())
         vocab = weight.size(0)
+        compiled = native.usable(x, weight, bias)
+        nll_rows = x.new_empty(min(chunk, x.size(0))) if compiled else None
         for start in range(0, x.size(0), chunk):
             xs, ys = x[start : start + chunk], target[start : start + chunk]  # (C, O), (C,)
+            if compiled:  # native.c's three passes a row, while the row is in L1; else the same in torch ops
+                logits = torch.mm(xs, weight.t())  # (C, V), the bias added there
+                nll = nll_rows[: xs.size(0)]
+                native.cross_entropy_rows(logits, bias, ys.contiguous(), smoothing, nll, grad_b)
+                total = total + nll.sum()
+                if need_grad:
+                    torch.mm(logits, weight, out=grad_x[start : start + chunk])  # (C, O)
+                    grad_w.addmm_(logits.t(), xs)  # (V, O)
+                continue
             logits = torch.addmm(bias, xs, weight.t())  # (C, V)
             # the log-sum-exp by hand, in place: torch.logsumexp makes two (C, V) temporaries and its
             # own exp, and the softmax below needs the same exp again; this takes one of each

@@ -39,6 +39,7 @@ SIGNATURES = {
     "mtk_additive_backward": [_I64] * 5 + [_PTR] * 13,
     "mtk_gru_forward": [_I64] * 2 + [_PTR] * 7,
     "mtk_gru_backward": [_I64] * 2 + [_PTR] * 8,
+    "mtk_cross_entropy_rows": [_I64] * 2 + [_PTR] * 3 + [ctypes.c_float, _I64, _PTR, _PTR],
 }
 
 
@@ -148,3 +149,14 @@ def gru_backward(d_s: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor
     """Write the GRU cell's backward: d_gi, d_gh (N, 3H) and d_prev = d_s ⊙ z (N, H)."""
     load().mtk_gru_backward(d_s.size(0), d_s.size(1), _ptr(d_s), _ptr(s_prev), _ptr(rz), _ptr(n), _ptr(ghn),
                             _ptr(d_gi), _ptr(d_gh), _ptr(d_prev))
+
+
+def cross_entropy_rows(logits: Tensor, bias: Tensor, target: Tensor, smoothing: float, nll: Tensor,
+                       grad_b: Tensor | None) -> None:
+    """Add bias to logits (C, V) and write each row's (smoothed) cross-entropy against target (C,) into nll (C,).
+
+    With grad_b (V,), also turn each row into its logits' gradient and add the rows' sum to grad_b (see native.c).
+    """
+    rows, vocab = logits.shape
+    load().mtk_cross_entropy_rows(rows, vocab, _ptr(logits), _ptr(bias), _ptr(target), smoothing,
+                                  int(grad_b is not None), _ptr(nll), _ptr(grad_b))
