@@ -57,12 +57,13 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         compiled = native.usable(gates, keys, states)  # native.c's loops, else the same in torch ops
         s0, keys, states, mask = s0.contiguous(), keys.contiguous(), states.contiguous(), mask.contiguous()
         buffer = None if compiled else keys.new_empty(keys.shape)  # (B, S, A), tanh(q_t + k) of the current step
+        w_query_t, w_context_t, w_hh_t = _by_input(w_query, w_context, w_hh)
         s = s0
         for t in range(steps):
-            q = torch.mm(s, w_query.t(), out=q_all[t])  # (B, A)
+            q = torch.mm(s, w_query_t, out=q_all[t])  # (B, A)
             _attend(compiled, q, keys, v, mask, states, alpha[t], c_all[t], buffer)
-            gi = torch.addmm(gates[:, t], c_all[t], w_context.t())  # (B, 3H)
-            gh = torch.addmm(b_hh, s, w_hh.t())  # (B, 3H)
+            gi = torch.addmm(gates[:, t], c_all[t], w_context_t)  # (B, 3H)
+            gh = torch.addmm(b_hh, s, w_hh_t)  # (B, 3H)
             _gru_forward(compiled, gi, gh, s, rz_all[t], n_all[t], ghn_all[t], s_all[t])
             s = s_all[t]
         ctx.compiled = compiled
@@ -141,15 +142,16 @@ class LuongGRURecurrence(torch.autograd.Function):
         s0, feed0 = s0.contiguous(), feed0.contiguous()
         keys, states, mask = keys.contiguous(), states.contiguous(), mask.contiguous()
         buffer = None if compiled else keys.new_empty(keys.shape)
+        w_feed_t, w_hh_t, w_query_t, w_comb_c_t, w_comb_s_t = _by_input(w_feed, w_hh, w_query, w_comb_c, w_comb_s)
         s, feed = s0, feed0
         for t in range(steps):
-            gi = torch.addmm(gates[:, t], feed, w_feed.t())  # (B, 3H)
-            gh = torch.addmm(b_hh, s, w_hh.t())  # (B, 3H)
+            gi = torch.addmm(gates[:, t], feed, w_feed_t)  # (B, 3H)
+            gh = torch.addmm(b_hh, s, w_hh_t)  # (B, 3H)
             _gru_forward(compiled, gi, gh, s, rz_all[t], n_all[t], ghn_all[t], s_all[t])
             s = s_all[t]
-            q = torch.mm(s, w_query.t(), out=q_all[t])  # (B, A), from s_t
+            q = torch.mm(s, w_query_t, out=q_all[t])  # (B, A), from s_t
             _attend(compiled, q, keys, v, mask, states, alpha[t], c_all[t], buffer)
-            feed = torch.mm(c_all[t], w_comb_c.t(), out=h_all[t]).addmm_(s, w_comb_s.t()).tanh_()  # h̃_t
+            feed = torch.mm(c_all[t], w_comb_c_t, out=h_all[t]).addmm_(s, w_comb_s_t).tanh_()  # h̃_t
         ctx.compiled = compiled
         ctx.save_for_backward(s0, feed0, keys, states, mask, w_query, v, w_feed, w_hh, w_combine,
                               s_all, c_all, h_all, alpha, rz_all, n_all, ghn_all, q_all)
@@ -161,7 +163,7 @@ class LuongGRURecurrence(torch.autograd.Function):
          s_all, c_all, h_all, alpha, rz_all, n_all, ghn_all, q_all) = ctx.saved_tensors
         steps, batch, hidden = s_all.shape
         key_dim = c_all.size(2)
-        w_comb_c, w_comb_s = w_combine.split([key_dim, hidden], dim=1)
+        w_comb_c, w_comb_s = (w.contiguous() for w in w_combine.split([key_dim, hidden], dim=1))
         compiled = ctx.compiled
         d_gi = s_all.new_empty(steps, batch, 3 * hidden)
         d_gh = s_all.new_empty(steps, batch, 3 * hidden)
@@ -196,6 +198,16 @@ class LuongGRURecurrence(torch.autograd.Function):
                 attention.states_grad(alpha, d_context), None,
                 d_query.flatten(0, 1).t() @ s_flat, attention.d_v, d_gi.flatten(0, 1).t() @ feed_prev_all,
                 d_gh_flat.t() @ s_prev_all, d_gh_flat.sum(0), d_w_combine)
+
+
+def _by_input(*weights: Tensor) -> tuple[Tensor, ...]:
+    """Return each (out, in) weight transposed into a contiguous (in, out) copy, once per call, for the step loop.
+
+    A step's x Wᵀ with W laid out (in, out) in memory is about a fifth faster on one thread than through
+    the transposed view (e.g. 120 against 145 µs for (44, 256) × (256, 768)); the copies are a few
+    hundred KB a batch.
+    """
+    return tuple(w.t().contiguous() for w in weights)
 
 
 def _gru_forward(compiled: bool, gi: Tensor, gh: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor,
@@ -264,7 +276,7 @@ class GRULayerRecurrence(torch.autograd.Function):
         d_gi = out.new_empty(steps, dirs, batch, 3 * hidden)
         d_gh = out.new_empty(steps, dirs, batch, 3 * hidden)
         d_direct = out.new_empty(rows, hidden)
-        w_hh_t = w_hh.transpose(1, 2)  # (D, 3H, H)
+        w_hh_t = w_hh.transpose(1, 2).contiguous()  # (D, 3H, H)
         d_h = out.new_zeros(dirs, batch, hidden)
         zero = out.new_zeros(rows, hidden)
         for t in reversed(range(steps)):
