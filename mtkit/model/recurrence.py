@@ -46,8 +46,11 @@ class AdditiveGRURecurrence(torch.autograd.Function):
                 w_query: Tensor, v: Tensor, w_context: Tensor, w_hh: Tensor, b_hh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         batch, steps, three_h = gates.shape
         hidden = three_h // 3
-        # time-major buffers, so that step t writes and reads contiguous (B, ·) rows
-        s_all = gates.new_empty(steps, batch, hidden)
+        # time-major buffers, so that step t writes and reads contiguous (B, ·) rows; s0 leads the states,
+        # so that every step's previous state is one view for the weight gradients after the backward loop
+        s_buf = gates.new_empty(steps + 1, batch, hidden)
+        s_buf[0] = s0
+        s_all = s_buf[1:]
         c_all = gates.new_empty(steps, batch, states.size(2))
         alpha = gates.new_empty(steps, batch, states.size(1))
         rz_all = gates.new_empty(steps, batch, 2 * hidden)  # σ of the reset and update gates
@@ -67,15 +70,16 @@ class AdditiveGRURecurrence(torch.autograd.Function):
             _gru_forward(compiled, gi, gh, s, rz_all[t], n_all[t], ghn_all[t], s_all[t])
             s = s_all[t]
         ctx.compiled = compiled
-        ctx.save_for_backward(s0, keys, states, mask, w_query, v, w_context, w_hh,
-                              s_all, c_all, alpha, rz_all, n_all, ghn_all, q_all)
+        ctx.save_for_backward(keys, states, mask, w_query, v, w_context, w_hh,
+                              s_buf, c_all, alpha, rz_all, n_all, ghn_all, q_all)
         return s_all.transpose(0, 1), c_all.transpose(0, 1), alpha.transpose(0, 1)
 
     @staticmethod
     def backward(ctx: Any, grad_s: Tensor | None, grad_c: Tensor | None,
                  grad_alpha: Tensor | None) -> tuple[Tensor | None, ...]:
-        (s0, keys, states, mask, w_query, v, w_context, w_hh,
-         s_all, c_all, alpha, rz_all, n_all, ghn_all, q_all) = ctx.saved_tensors
+        (keys, states, mask, w_query, v, w_context, w_hh,
+         s_buf, c_all, alpha, rz_all, n_all, ghn_all, q_all) = ctx.saved_tensors
+        s0, s_all = s_buf[0], s_buf[1:]
         steps, batch, hidden = s_all.shape
         d_gi = s_all.new_empty(steps, batch, 3 * hidden)
         d_gh = s_all.new_empty(steps, batch, 3 * hidden)
@@ -91,8 +95,7 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         for t in reversed(range(steps)):
             if grad_s is not None:
                 d_s = d_s + grad_s[t]
-            s_prev = s_all[t - 1] if t else s0
-            _gru_backward(compiled, d_s, s_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t], d_direct)
+            _gru_backward(compiled, d_s, s_buf[t], rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t], d_direct)
             d_prev = torch.addmm(d_direct, d_gh[t], w_hh)  # (B, H)
             d_c = torch.mm(d_gi[t], w_context, out=d_context[t])  # (B, K)
             if grad_c is not None:
@@ -100,7 +103,7 @@ class AdditiveGRURecurrence(torch.autograd.Function):
             d_alpha_in = None if grad_alpha is None else grad_alpha[t].contiguous()
             attention.step(q_all[t], alpha[t], d_c, d_alpha_in, d_query[t])
             d_s = d_prev.addmm_(d_query[t], w_query)
-        s_prev_all = torch.cat([s0.unsqueeze(0), s_all[:-1]]).flatten(0, 1)  # (T·B, H)
+        s_prev_all = s_buf[:-1].flatten(0, 1)  # (T·B, H)
         d_gh_flat = d_gh.flatten(0, 1)  # (T·B, 3H)
         d_w_hh = d_gh_flat.t() @ s_prev_all
         d_b_hh = d_gh_flat.sum(0)
@@ -130,9 +133,13 @@ class LuongGRURecurrence(torch.autograd.Function):
         batch, steps, three_h = gates.shape
         hidden, key_dim = three_h // 3, states.size(2)
         w_comb_c, w_comb_s = w_combine.split([key_dim, hidden], dim=1)  # (O, K), (O, H)
-        s_all = gates.new_empty(steps, batch, hidden)
+        s_buf = gates.new_empty(steps + 1, batch, hidden)  # s0, then every s_t (see AdditiveGRURecurrence)
+        s_buf[0] = s0
+        s_all = s_buf[1:]
         c_all = gates.new_empty(steps, batch, key_dim)
-        h_all = gates.new_empty(steps, batch, w_combine.size(0))  # h̃
+        h_buf = gates.new_empty(steps + 1, batch, w_combine.size(0))  # h̃_0, then every h̃_t
+        h_buf[0] = feed0
+        h_all = h_buf[1:]
         alpha = gates.new_empty(steps, batch, states.size(1))
         rz_all = gates.new_empty(steps, batch, 2 * hidden)
         n_all = gates.new_empty(steps, batch, hidden)
@@ -153,14 +160,15 @@ class LuongGRURecurrence(torch.autograd.Function):
             _attend(compiled, q, keys, v, mask, states, alpha[t], c_all[t], buffer)
             feed = torch.mm(c_all[t], w_comb_c_t, out=h_all[t]).addmm_(s, w_comb_s_t).tanh_()  # h̃_t
         ctx.compiled = compiled
-        ctx.save_for_backward(s0, feed0, keys, states, mask, w_query, v, w_feed, w_hh, w_combine,
-                              s_all, c_all, h_all, alpha, rz_all, n_all, ghn_all, q_all)
+        ctx.save_for_backward(keys, states, mask, w_query, v, w_feed, w_hh, w_combine,
+                              s_buf, c_all, h_buf, alpha, rz_all, n_all, ghn_all, q_all)
         return h_all.transpose(0, 1), alpha.transpose(0, 1)
 
     @staticmethod
     def backward(ctx: Any, grad_h: Tensor | None, grad_alpha: Tensor | None) -> tuple[Tensor | None, ...]:
-        (s0, feed0, keys, states, mask, w_query, v, w_feed, w_hh, w_combine,
-         s_all, c_all, h_all, alpha, rz_all, n_all, ghn_all, q_all) = ctx.saved_tensors
+        (keys, states, mask, w_query, v, w_feed, w_hh, w_combine,
+         s_buf, c_all, h_buf, alpha, rz_all, n_all, ghn_all, q_all) = ctx.saved_tensors
+        s0, s_all, feed0, h_all = s_buf[0], s_buf[1:], h_buf[0], h_buf[1:]
         steps, batch, hidden = s_all.shape
         key_dim = c_all.size(2)
         w_comb_c, w_comb_s = (w.contiguous() for w in w_combine.split([key_dim, hidden], dim=1))
@@ -185,12 +193,11 @@ class LuongGRURecurrence(torch.autograd.Function):
             d_alpha_in = None if grad_alpha is None else grad_alpha[t].contiguous()
             attention.step(q_all[t], alpha[t], d_c, d_alpha_in, d_query[t])
             d_s.addmm_(d_query[t], w_query)  # q_t = W_a s_t
-            s_prev = s_all[t - 1] if t else s0
-            _gru_backward(compiled, d_s, s_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t], d_direct)
+            _gru_backward(compiled, d_s, s_buf[t], rz_all[t], n_all[t], ghn_all[t], d_gi[t], d_gh[t], d_direct)
             d_s_next = torch.addmm(d_direct, d_gh[t], w_hh)
             d_feed_next = torch.mm(d_gi[t], w_feed)  # (B, O)
-        s_prev_all = torch.cat([s0.unsqueeze(0), s_all[:-1]]).flatten(0, 1)  # (T·B, H)
-        feed_prev_all = torch.cat([feed0.unsqueeze(0), h_all[:-1]]).flatten(0, 1)  # (T·B, O)
+        s_prev_all = s_buf[:-1].flatten(0, 1)  # (T·B, H)
+        feed_prev_all = h_buf[:-1].flatten(0, 1)  # (T·B, O)
         d_gh_flat, d_pre_flat = d_gh.flatten(0, 1), d_pre.flatten(0, 1)
         s_flat = s_all.flatten(0, 1)
         d_w_combine = torch.cat([d_pre_flat.t() @ c_all.flatten(0, 1), d_pre_flat.t() @ s_flat], 1)  # (O, K + H)
@@ -254,38 +261,39 @@ class GRULayerRecurrence(torch.autograd.Function):
         steps, dirs, batch, three_h = gates.shape
         hidden = three_h // 3
         compiled = native.usable(gates, w_hh)
-        out = gates.new_empty(steps, dirs, batch, hidden)
+        out_buf = gates.new_empty(steps + 1, dirs, batch, hidden)  # a zero state, then every step's
+        out_buf[0] = 0
+        out = out_buf[1:]
         rz_all = gates.new_empty(steps, dirs * batch, 2 * hidden)
         n_all = gates.new_empty(steps, dirs * batch, hidden)
         ghn_all = gates.new_empty(steps, dirs * batch, hidden)
-        h = gates.new_zeros(dirs, batch, hidden)
+        h = out_buf[0]
         for t in range(steps):
             gh = torch.baddbmm(b_hh, h, w_hh)  # (D, B, 3H)
             _gru_forward(compiled, gates[t].reshape(dirs * batch, three_h), gh.view(dirs * batch, three_h),
                          h.view(dirs * batch, hidden), rz_all[t], n_all[t], ghn_all[t], out[t].view(dirs * batch, hidden))
             h = out[t]
         ctx.compiled = compiled
-        ctx.save_for_backward(w_hh, out, rz_all, n_all, ghn_all)
+        ctx.save_for_backward(w_hh, out_buf, rz_all, n_all, ghn_all)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        w_hh, out, rz_all, n_all, ghn_all = ctx.saved_tensors
-        steps, dirs, batch, hidden = out.shape
+        w_hh, out_buf, rz_all, n_all, ghn_all = ctx.saved_tensors
+        steps, dirs, batch, hidden = out_buf[1:].shape
         rows = dirs * batch
-        d_gi = out.new_empty(steps, dirs, batch, 3 * hidden)
-        d_gh = out.new_empty(steps, dirs, batch, 3 * hidden)
-        d_direct = out.new_empty(rows, hidden)
+        d_gi = out_buf.new_empty(steps, dirs, batch, 3 * hidden)
+        d_gh = out_buf.new_empty(steps, dirs, batch, 3 * hidden)
+        d_direct = out_buf.new_empty(rows, hidden)
         w_hh_t = w_hh.transpose(1, 2).contiguous()  # (D, 3H, H)
-        d_h = out.new_zeros(dirs, batch, hidden)
-        zero = out.new_zeros(rows, hidden)
+        d_h = out_buf.new_zeros(dirs, batch, hidden)
         for t in reversed(range(steps)):
             d_s = (d_h + grad_out[t]).view(rows, hidden)
-            h_prev = out[t - 1].view(rows, hidden) if t else zero
+            h_prev = out_buf[t].view(rows, hidden)
             _gru_backward(ctx.compiled, d_s, h_prev, rz_all[t], n_all[t], ghn_all[t], d_gi[t].view(rows, -1),
                           d_gh[t].view(rows, -1), d_direct)
             d_h = torch.baddbmm(d_direct.view(dirs, batch, hidden), d_gh[t], w_hh_t)  # (D, B, H)
-        h_prev_all = torch.cat([out.new_zeros(1, dirs, batch, hidden), out[:-1]])  # (S, D, B, H)
+        h_prev_all = out_buf[:-1]  # (S, D, B, H)
         d_gh_by_dir = d_gh.transpose(0, 1).reshape(dirs, steps * batch, 3 * hidden)
         d_w_hh = torch.bmm(h_prev_all.transpose(0, 1).reshape(dirs, steps * batch, hidden).transpose(1, 2),
                            d_gh_by_dir)  # (D, H, 3H)
