@@ -293,7 +293,7 @@ def native_loops(bench: LeverBench) -> list[dict[str, Any]]:
 
     trained = interleaved(on(True, bench.train), on(False, bench.train), bench.rounds)
     decoded = interleaved(on(True, bench.greedy), on(False, bench.greedy), max(2, bench.rounds // 2))
-    note = "additive attention and the GRU cell, fused per step (mtkit/model/native.c)"
+    note = "additive attention and the GRU cell fused per step, and the loss's rows (mtkit/model/native.c)"
     return [lever_record("compiled loops (training)", "native.c", "torch ops", trained, "seconds per training step",
                          note),
             lever_record("compiled loops (greedy)", "native.c", "torch ops", decoded,

@@ -4,7 +4,8 @@
    whole (B, S, A) or (B, H) tensors; here each is one pass that keeps its values in registers, and
    padded source positions are skipped rather than computed and masked. Matrix products stay in
    torch. Layouts are row-major and contiguous; G queries read each memory row (the beams of a
-   sentence; G = 1 in training). Every row of mask has at least one real token.
+   sentence; G = 1 in training). Every row of mask has at least one real token. The training loss's
+   per-row work (mtkit/loss.py) is here too: the same idea, one pass per row while it is in L1.
 
    Compiled with -ffast-math, so that tanhf and expf vectorise (glibc's libmvec): no infinities
    are used, padding is handled by skipping it. */
