@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from mtkit.checkpoint import load_checkpoint
-from mtkit.config import load_config
+from mtkit.config import TrainConfig, load_config
 from mtkit.data.synthetic import make_pairs, write_pairs
 from mtkit.errors import MtkitError
 from mtkit.runs import LATEST
-from mtkit.train import train
+from mtkit.train import make_optimizer, train
 
 TINY = [
     "tokenizer.vocab_size=40", "model.emb_dim=16", "model.hidden_dim=24", "model.dec_hidden_dim=32",
@@ -228,9 +228,6 @@ def test_attention_samples_are_titled_with_the_attention_they_draw(workdir, monk
 @pytest.mark.parametrize("kind", ["adam", "adamw"])
 def test_adam_runs_fused_and_takes_the_same_steps_as_torchs_default(kind):
     """make_optimizer's fused Adam (one kernel over every element) moves the weights as the op-by-op default does."""
-    from mtkit.config import TrainConfig
-    from mtkit.train import make_optimizer
-
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
     twin = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))

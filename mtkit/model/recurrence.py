@@ -58,10 +58,10 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         ghn_all = gates.new_empty(steps, batch, hidden)  # W_hn s_{t-1} + b_hn, which r multiplies
         q_all = gates.new_empty(steps, batch, w_query.size(0))
         compiled = native.usable(gates, keys, states)  # native.c's loops, else the same in torch ops
-        s0, keys, states, mask = s0.contiguous(), keys.contiguous(), states.contiguous(), mask.contiguous()
+        keys, states, mask = keys.contiguous(), states.contiguous(), mask.contiguous()
         buffer = None if compiled else keys.new_empty(keys.shape)  # (B, S, A), tanh(q_t + k) of the current step
         w_query_t, w_context_t, w_hh_t = _by_input(w_query, w_context, w_hh)
-        s = s0
+        s = s_buf[0]
         for t in range(steps):
             q = torch.mm(s, w_query_t, out=q_all[t])  # (B, A)
             _attend(compiled, q, keys, v, mask, states, alpha[t], c_all[t], buffer)
@@ -146,11 +146,10 @@ class LuongGRURecurrence(torch.autograd.Function):
         ghn_all = gates.new_empty(steps, batch, hidden)
         q_all = gates.new_empty(steps, batch, w_query.size(0))
         compiled = native.usable(gates, keys, states)
-        s0, feed0 = s0.contiguous(), feed0.contiguous()
         keys, states, mask = keys.contiguous(), states.contiguous(), mask.contiguous()
         buffer = None if compiled else keys.new_empty(keys.shape)
         w_feed_t, w_hh_t, w_query_t, w_comb_c_t, w_comb_s_t = _by_input(w_feed, w_hh, w_query, w_comb_c, w_comb_s)
-        s, feed = s0, feed0
+        s, feed = s_buf[0], h_buf[0]
         for t in range(steps):
             gi = torch.addmm(gates[:, t], feed, w_feed_t)  # (B, 3H)
             gh = torch.addmm(b_hh, s, w_hh_t)  # (B, 3H)
