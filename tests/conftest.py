@@ -50,7 +50,9 @@ def train_reversal(kind: str = "additive", steps: int = 300, seed: int = 0, *, s
 
 @pytest.fixture(scope="session")
 def reversal_model() -> Seq2Seq:
-    return train_reversal()
+    # 500 steps: at 300 the held-out score sat on test_search's 90/100 line (90 to 98 over seeds 0-3) and a
+    # change of float summation order alone moved seed 0 from 93 to 79; at 500 it is 93-100 over seeds 0-5
+    return train_reversal(steps=500)
 
 
 # A run small enough to train in seconds: used by the translate, alignment and CLI tests.

@@ -8,19 +8,46 @@
    per-row work (mtkit/loss.py) is here too: the same idea, one pass per row while it is in L1.
 
    Compiled with -ffast-math, so that tanhf and expf vectorise (glibc's libmvec): no infinities
-   are used, padding is handled by skipping it. */
+   are used, padding is handled by skipping it.
+
+   Each function splits its rows over `threads` OpenMP threads (the caller passes torch's thread
+   count; built with -fopenmp, the library shares torch's own OpenMP runtime and its warm threads).
+   Every output element, and every sum a gradient accumulates, is written by one thread in a fixed
+   order, so the results are the same bits for any thread count. The work of a range of rows is a
+   function of its own, called by each thread on its share: a loop written inside the parallel
+   region would lose its pointers' `restrict` (gcc outlines the region) and with it vectorisation,
+   which made one thread twice as slow. Without -fopenmp the pragmas are ignored: one thread. */
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Below this many float operations a call stays on one thread: a team costs a few microseconds. */
+#define MTK_SPLIT_MIN 32768
+
+/* This thread's share [*lo, *hi) of count rows, in a parallel region (all of them outside one). */
+static void share(int64_t count, int64_t *lo, int64_t *hi)
+{
+#ifdef _OPENMP
+    const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
+#else
+    const int64_t t = 0, k = 1;
+#endif
+    *lo = count * t / k;
+    *hi = count * (t + 1) / k;
+}
 
 /* alpha (N, S) and context (N, K) of additive attention for queries q (N, A), N = B * G:
    e_s = v . tanh(q + k_s) on real s; alpha = softmax(e) (0 on padding); context = sum_s alpha_s h_s. */
-void mtk_additive_forward(int64_t B, int64_t G, int64_t S, int64_t A, int64_t K,
-                          const float *restrict q, const float *restrict keys, const float *restrict v, const uint8_t *restrict mask,
-                          const float *restrict states, float *restrict alpha, float *restrict context)
+static void additive_forward_rows(int64_t lo, int64_t hi, int64_t G, int64_t S, int64_t A, int64_t K,
+                                  const float *restrict q, const float *restrict keys, const float *restrict v,
+                                  const uint8_t *restrict mask, const float *restrict states, float *restrict alpha,
+                                  float *restrict context)
 {
-    for (int64_t n = 0; n < B * G; n++) {
+    for (int64_t n = lo; n < hi; n++) {
         const int64_t b = n / G;
         const float *qn = q + n * A;
         const uint8_t *mb = mask + b * S;
@@ -64,66 +91,96 @@ void mtk_additive_forward(int64_t B, int64_t G, int64_t S, int64_t A, int64_t K,
     }
 }
 
-/* The backward of mtk_additive_forward for one step, given d_context (N, K) and, or NULL, d_alpha_in (N, S):
-   writes d_q (N, A); adds to d_v (A,), de_sum (B, S) += de and de_tanh2 (B, S, A) += de * tanh^2, from which
-   the caller makes the keys' gradient, v * (de_sum - de_tanh2), once after all steps. */
-void mtk_additive_backward(int64_t B, int64_t G, int64_t S, int64_t A, int64_t K,
-                           const float *restrict q, const float *restrict keys, const float *restrict v, const uint8_t *restrict mask,
-                           const float *restrict states, const float *restrict alpha, const float *restrict d_context,
-                           const float *restrict d_alpha_in, float *restrict d_q, float *restrict d_v, float *restrict de_sum, float *restrict de_tanh2,
-                           float *restrict scratch /* S floats */)
+void mtk_additive_forward(int64_t threads, int64_t B, int64_t G, int64_t S, int64_t A, int64_t K,
+                          const float *q, const float *keys, const float *v, const uint8_t *mask, const float *states,
+                          float *alpha, float *context)
 {
-    for (int64_t n = 0; n < B * G; n++) {
-        const int64_t b = n / G;
+#pragma omp parallel num_threads(threads) if (threads > 1 && B * G * S * (A + K) >= MTK_SPLIT_MIN)
+    {
+        int64_t lo, hi;
+        share(B * G, &lo, &hi);
+        additive_forward_rows(lo, hi, G, S, A, K, q, keys, v, mask, states, alpha, context);
+    }
+}
+
+/* The backward of mtk_additive_forward for one step, given d_context (N, K) and, or NULL, d_alpha_in (N, S):
+   writes d_q (N, A); adds to d_v_rows (N, A) += sum_s de tanh, v's gradient by query row (the caller sums the
+   rows once after all steps), de_sum (B, S) += de and de_tanh2 (B, S, A) += de * tanh^2, from which the caller
+   makes the keys' gradient, v * (de_sum - de_tanh2), once after all steps. Threads split the sentences b, so
+   each sentence's sums are added by one thread. */
+static void additive_backward_rows(int64_t lo, int64_t hi, int64_t G, int64_t S, int64_t A, int64_t K,
+                                   const float *restrict q, const float *restrict keys, const float *restrict v,
+                                   const uint8_t *restrict mask, const float *restrict states, const float *restrict alpha,
+                                   const float *restrict d_context, const float *restrict d_alpha_in, float *restrict d_q,
+                                   float *restrict d_v_rows, float *restrict de_sum, float *restrict de_tanh2)
+{
+    for (int64_t b = lo; b < hi; b++) {
         const uint8_t *mb = mask + b * S;
-        const float *an = alpha + n * S;
-        const float *dc = d_context + n * K;
-        float *de = scratch;
-        float dot = 0.0f;
-        for (int64_t s = 0; s < S; s++) {
-            if (!mb[s]) {
-                de[s] = 0.0f;
-                continue;
+        float de[S];
+        for (int64_t n = b * G; n < (b + 1) * G; n++) {
+            const float *an = alpha + n * S;
+            const float *dc = d_context + n * K;
+            float dot = 0.0f;
+            for (int64_t s = 0; s < S; s++) {
+                if (!mb[s]) {
+                    de[s] = 0.0f;
+                    continue;
+                }
+                const float *hs = states + (b * S + s) * K;
+                float d = 0.0f;
+                for (int64_t k = 0; k < K; k++)
+                    d += hs[k] * dc[k];
+                if (d_alpha_in)
+                    d += d_alpha_in[n * S + s];
+                de[s] = d;
+                dot += an[s] * d;
             }
-            const float *hs = states + (b * S + s) * K;
-            float d = 0.0f;
-            for (int64_t k = 0; k < K; k++)
-                d += hs[k] * dc[k];
-            if (d_alpha_in)
-                d += d_alpha_in[n * S + s];
-            de[s] = d;
-            dot += an[s] * d;
-        }
-        const float *qn = q + n * A;
-        float *dq = d_q + n * A;
-        memset(dq, 0, (size_t)A * sizeof(float));
-        for (int64_t s = 0; s < S; s++) {
-            if (!mb[s])
-                continue;
-            const float e = an[s] * (de[s] - dot); /* softmax backward */
-            const float *ks = keys + (b * S + s) * A;
-            float *acc = de_tanh2 + (b * S + s) * A;
-            for (int64_t a = 0; a < A; a++) {
-                const float t = tanhf(qn[a] + ks[a]);
-                const float t2 = t * t;
-                d_v[a] += e * t;
-                dq[a] += e - e * t2;
-                acc[a] += e * t2;
+            const float *qn = q + n * A;
+            float *dq = d_q + n * A, *dv = d_v_rows + n * A;
+            memset(dq, 0, (size_t)A * sizeof(float));
+            for (int64_t s = 0; s < S; s++) {
+                if (!mb[s])
+                    continue;
+                const float e = an[s] * (de[s] - dot); /* softmax backward */
+                const float *ks = keys + (b * S + s) * A;
+                float *acc = de_tanh2 + (b * S + s) * A;
+                for (int64_t a = 0; a < A; a++) {
+                    const float t = tanhf(qn[a] + ks[a]);
+                    const float t2 = t * t;
+                    dv[a] += e * t;
+                    dq[a] += e - e * t2;
+                    acc[a] += e * t2;
+                }
+                de_sum[b * S + s] += e;
             }
-            de_sum[b * S + s] += e;
+            for (int64_t a = 0; a < A; a++)
+                dq[a] *= v[a];
         }
-        for (int64_t a = 0; a < A; a++)
-            dq[a] *= v[a];
+    }
+}
+
+void mtk_additive_backward(int64_t threads, int64_t B, int64_t G, int64_t S, int64_t A, int64_t K,
+                           const float *q, const float *keys, const float *v, const uint8_t *mask, const float *states,
+                           const float *alpha, const float *d_context, const float *d_alpha_in, float *d_q,
+                           float *d_v_rows, float *de_sum, float *de_tanh2)
+{
+#pragma omp parallel num_threads(threads) if (threads > 1 && B * G * S * (A + K) >= MTK_SPLIT_MIN)
+    {
+        int64_t lo, hi;
+        share(B, &lo, &hi);
+        additive_backward_rows(lo, hi, G, S, A, K, q, keys, v, mask, states, alpha, d_context, d_alpha_in, d_q,
+                               d_v_rows, de_sum, de_tanh2);
     }
 }
 
 /* torch's GRU cell from its gate pre-activations gi = W_ih x + b_ih and gh = W_hh s + b_hh, both (N, 3H):
    r, z = sigmoid(gi + gh) on the first 2H; n = tanh(gi_n + r gh_n); s = n + z (s_prev - n).
    Keeps rz (N, 2H), n (N, H) and gh_n (N, H) for the backward pass. */
-void mtk_gru_forward(int64_t N, int64_t H, const float *restrict gi, const float *restrict gh, const float *restrict s_prev,
-                     float *restrict rz, float *restrict n_out, float *restrict ghn, float *restrict s_out)
+static void gru_forward_rows(int64_t lo, int64_t hi, int64_t H, const float *restrict gi, const float *restrict gh,
+                             const float *restrict s_prev, float *restrict rz, float *restrict n_out,
+                             float *restrict ghn, float *restrict s_out)
 {
-    for (int64_t i = 0; i < N; i++) {
+    for (int64_t i = lo; i < hi; i++) {
         const float *gi_i = gi + i * 3 * H, *gh_i = gh + i * 3 * H, *sp = s_prev + i * H;
         float *rz_i = rz + i * 2 * H;
         for (int64_t j = 0; j < 2 * H; j++)
@@ -138,12 +195,25 @@ void mtk_gru_forward(int64_t N, int64_t H, const float *restrict gi, const float
     }
 }
 
+void mtk_gru_forward(int64_t threads, int64_t N, int64_t H, const float *gi, const float *gh, const float *s_prev,
+                     float *rz, float *n_out, float *ghn, float *s_out)
+{
+#pragma omp parallel num_threads(threads) if (threads > 1 && N * H * 16 >= MTK_SPLIT_MIN)
+    {
+        int64_t lo, hi;
+        share(N, &lo, &hi);
+        gru_forward_rows(lo, hi, H, gi, gh, s_prev, rz, n_out, ghn, s_out);
+    }
+}
+
 /* The backward of mtk_gru_forward given d_s (N, H): writes d_gi and d_gh (N, 3H), the gradients of the
    two pre-activations, and d_prev (N, H) = d_s * z, the direct part of s_prev's gradient. */
-void mtk_gru_backward(int64_t N, int64_t H, const float *restrict d_s, const float *restrict s_prev, const float *restrict rz,
-                      const float *restrict n_in, const float *restrict ghn, float *restrict d_gi, float *restrict d_gh, float *restrict d_prev)
+static void gru_backward_rows(int64_t lo, int64_t hi, int64_t H, const float *restrict d_s,
+                              const float *restrict s_prev, const float *restrict rz, const float *restrict n_in,
+                              const float *restrict ghn, float *restrict d_gi, float *restrict d_gh,
+                              float *restrict d_prev)
 {
-    for (int64_t i = 0; i < N; i++) {
+    for (int64_t i = lo; i < hi; i++) {
         const float *rz_i = rz + i * 2 * H;
         float *dgi = d_gi + i * 3 * H, *dgh = d_gh + i * 3 * H;
         for (int64_t j = 0; j < H; j++) {
@@ -161,15 +231,26 @@ void mtk_gru_backward(int64_t N, int64_t H, const float *restrict d_s, const flo
     }
 }
 
+void mtk_gru_backward(int64_t threads, int64_t N, int64_t H, const float *d_s, const float *s_prev, const float *rz,
+                      const float *n_in, const float *ghn, float *d_gi, float *d_gh, float *d_prev)
+{
+#pragma omp parallel num_threads(threads) if (threads > 1 && N * H * 16 >= MTK_SPLIT_MIN)
+    {
+        int64_t lo, hi;
+        share(N, &lo, &hi);
+        gru_backward_rows(lo, hi, H, d_s, s_prev, rz, n_in, ghn, d_gi, d_gh, d_prev);
+    }
+}
+
 /* Cross-entropy of C rows of logits (C, V) = x W^T, the bias not yet added, against target (C,), with
    label smoothing eps: writes nll (C,), the loss of each row, (1 - eps) (lse - l_y) + eps (lse - mean_v l_v).
    When grad is set, each row becomes its logits' gradient, softmax - (1 - eps) onehot(y) - eps / V, and
-   grad_b (V,) gains the rows' sum. A row of a 4k vocabulary (16 KB) stays in L1 over the three passes. */
-void mtk_cross_entropy_rows(int64_t C, int64_t V, float *restrict logits, const float *restrict bias,
-                            const int64_t *restrict target, float eps, int64_t grad, float *restrict nll,
-                            float *restrict grad_b)
+   grad_b (V,) gains the rows' sum. A row of a 4k vocabulary (16 KB) stays in L1 over the three passes.
+   Threads split the rows, then the columns of grad_b, each column summed over the rows in order. */
+static void cross_entropy_rows(int64_t lo, int64_t hi, int64_t V, float *restrict logits, const float *restrict bias,
+                               const int64_t *restrict target, float eps, int64_t grad, float *restrict nll)
 {
-    for (int64_t i = 0; i < C; i++) {
+    for (int64_t i = lo; i < hi; i++) {
         float *row = logits + i * V;
         float best = row[0] + bias[0], total = 0.0f;
         for (int64_t v = 0; v < V; v++) {
@@ -193,12 +274,32 @@ void mtk_cross_entropy_rows(int64_t C, int64_t V, float *restrict logits, const 
         if (!grad)
             continue;
         const float inverse = 1.0f / norm, floor = eps / (float)V;
-        for (int64_t v = 0; v < V; v++) {
-            const float g = row[v] * inverse - floor;
-            row[v] = g;
-            grad_b[v] += g;
-        }
+        for (int64_t v = 0; v < V; v++)
+            row[v] = row[v] * inverse - floor;
         row[y] += eps - 1.0f;
-        grad_b[y] += eps - 1.0f;
+    }
+}
+
+/* grad_b[v] += sum_i rows[i][v] over the C rows, for the columns v in [lo, hi), the rows in order. */
+static void column_sums(int64_t lo, int64_t hi, int64_t C, int64_t V, const float *restrict rows, float *restrict grad_b)
+{
+    for (int64_t i = 0; i < C; i++)
+        for (int64_t v = lo; v < hi; v++)
+            grad_b[v] += rows[i * V + v];
+}
+
+void mtk_cross_entropy_rows(int64_t threads, int64_t C, int64_t V, float *logits, const float *bias,
+                            const int64_t *target, float eps, int64_t grad, float *nll, float *grad_b)
+{
+#pragma omp parallel num_threads(threads) if (threads > 1 && C * V * 8 >= MTK_SPLIT_MIN)
+    {
+        int64_t lo, hi;
+        share(C, &lo, &hi);
+        cross_entropy_rows(lo, hi, V, logits, bias, target, eps, grad, nll);
+        if (grad) {
+#pragma omp barrier
+            share(V, &lo, &hi);
+            column_sums(lo, hi, C, V, logits, grad_b);
+        }
     }
 }

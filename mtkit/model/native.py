@@ -3,14 +3,17 @@
 `load()` returns the compiled library, or None where it cannot be had: no C compiler, a compiler
 error, a platform other than Linux, or MTKIT_NATIVE=0 in the environment (the way to time or test
 the torch path beside it). Callers then run the same equations in torch ops, so nothing but speed
-depends on it. The library is built with `cc -O3 -march=native -ffast-math` into
-~/.cache/mtkit/native (or $MTKIT_CACHE/native), under a name made from the source, the compiler,
-the flags and this CPU's features, so a changed source or another machine gets its own build.
-Building takes about a second; it is written to a temporary name and renamed, so two trainings
-starting at once cannot read a half-written file.
+depends on it. The library is built with `cc -O3 -march=native -ffast-math -fopenmp` (without
+-fopenmp where that does not build) into ~/.cache/mtkit/native (or $MTKIT_CACHE/native), under a
+name made from the source, the compiler, the flags and this CPU's features, so a changed source or
+another machine gets its own build. Building takes about a second; it is written to a temporary
+name and renamed, so two trainings starting at once cannot read a half-written file.
 
-Only float32 tensors on the CPU, contiguous, go to it (`usable`). Each call is single-threaded:
-the result does not depend on torch's thread count.
+Only float32 tensors on the CPU, contiguous, go to it (`usable`). Each call splits its rows over
+torch's thread count (`torch.get_num_threads()`). The library links libgomp.so.1, the soname
+torch's own OpenMP runtime has, so the process keeps one runtime and one set of warm threads.
+Every element is computed by one thread in a fixed order: the results are the same bits for any
+thread count (tested).
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-shared", "-fPIC")
+PARALLEL = ("-fopenmp",)  # tried first; without it the pragmas are ignored and each call runs on one thread
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-SIGNATURES = {
-    "mtk_additive_forward": [_I64] * 5 + [_PTR] * 7,
-    "mtk_additive_backward": [_I64] * 5 + [_PTR] * 13,
-    "mtk_gru_forward": [_I64] * 2 + [_PTR] * 7,
-    "mtk_gru_backward": [_I64] * 2 + [_PTR] * 8,
-    "mtk_cross_entropy_rows": [_I64] * 2 + [_PTR] * 3 + [ctypes.c_float, _I64, _PTR, _PTR],
+SIGNATURES = {  # every function takes the thread count first
+    "mtk_additive_forward": [_I64] * 6 + [_PTR] * 7,
+    "mtk_additive_backward": [_I64] * 6 + [_PTR] * 12,
+    "mtk_gru_forward": [_I64] * 3 + [_PTR] * 7,
+    "mtk_gru_backward": [_I64] * 3 + [_PTR] * 8,
+    "mtk_cross_entropy_rows": [_I64] * 3 + [_PTR] * 3 + [ctypes.c_float, _I64, _PTR, _PTR],
 }
 
 
@@ -60,16 +64,25 @@ def _cache_dir() -> Path:
 
 
 def _build(compiler: str) -> Path:
-    """Return the path of the compiled library, compiling it first if this machine has no build of it yet."""
+    """Return the path of the compiled library, built with OpenMP where that builds, else without."""
+    try:
+        return _build_with(compiler, FLAGS + PARALLEL)
+    except subprocess.CalledProcessError as err:
+        log.info("native.c does not build with -fopenmp (%s); its loops run on one thread", err.stderr.strip()[:200])
+        return _build_with(compiler, FLAGS)
+
+
+def _build_with(compiler: str, flags: tuple[str, ...]) -> Path:
+    """Return the path of the library built with `flags`, compiling it first if this machine has no such build yet."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), version, " ".join(FLAGS), _cpu_features()]).encode())
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), version, " ".join(flags), _cpu_features()]).encode())
     target = _cache_dir() / "native" / f"libmtkit_native_{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
-        subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE), "-lm"], capture_output=True, text=True,
+        subprocess.run([compiler, *flags, "-o", str(built), str(SOURCE), "-lm"], capture_output=True, text=True,
                        check=True)
         os.replace(built, target)
     return target
@@ -110,6 +123,10 @@ def usable(*tensors: Tensor) -> bool:
             and load() is not None)
 
 
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
 def _ptr(t: Tensor | None) -> int | None:
     if t is None:
         return None
@@ -124,30 +141,31 @@ def additive_forward(q: Tensor, keys: Tensor, v: Tensor, mask: Tensor, states: T
     keys (B, S, A), v (A,), mask (B, S) bool (True on real tokens), states (B, S, K).
     """
     batch, src, dim = keys.shape
-    load().mtk_additive_forward(batch, q.size(0) // batch, src, dim, states.size(2), _ptr(q), _ptr(keys), _ptr(v),
+    load().mtk_additive_forward(_threads(), batch, q.size(0) // batch, src, dim, states.size(2), _ptr(q), _ptr(keys), _ptr(v),
                                 _ptr(mask), _ptr(states), _ptr(alpha), _ptr(context))
 
 
 def additive_backward(q: Tensor, keys: Tensor, v: Tensor, mask: Tensor, states: Tensor, alpha: Tensor,
-                      d_context: Tensor, d_alpha: Tensor | None, d_q: Tensor, d_v: Tensor, de_sum: Tensor,
-                      de_tanh2: Tensor, scratch: Tensor) -> None:
-    """One step of additive attention's backward (see native.c): writes d_q, adds to d_v, de_sum, de_tanh2."""
+                      d_context: Tensor, d_alpha: Tensor | None, d_q: Tensor, d_v_rows: Tensor, de_sum: Tensor,
+                      de_tanh2: Tensor) -> None:
+    """One step of additive attention's backward (see native.c): writes d_q; adds to d_v_rows (N, A), v's
+    gradient by query row, and to de_sum, de_tanh2."""
     batch, src, dim = keys.shape
-    load().mtk_additive_backward(batch, q.size(0) // batch, src, dim, states.size(2), _ptr(q), _ptr(keys), _ptr(v),
-                                 _ptr(mask), _ptr(states), _ptr(alpha), _ptr(d_context), _ptr(d_alpha), _ptr(d_q),
-                                 _ptr(d_v), _ptr(de_sum), _ptr(de_tanh2), _ptr(scratch))
+    load().mtk_additive_backward(_threads(), batch, q.size(0) // batch, src, dim, states.size(2), _ptr(q), _ptr(keys),
+                                 _ptr(v), _ptr(mask), _ptr(states), _ptr(alpha), _ptr(d_context), _ptr(d_alpha),
+                                 _ptr(d_q), _ptr(d_v_rows), _ptr(de_sum), _ptr(de_tanh2))
 
 
 def gru_forward(gi: Tensor, gh: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor, s: Tensor) -> None:
     """Write torch's GRU cell from gate pre-activations gi, gh (N, 3H): rz (N, 2H), n, gh_n and s (N, H)."""
-    load().mtk_gru_forward(s_prev.size(0), s_prev.size(1), _ptr(gi), _ptr(gh), _ptr(s_prev), _ptr(rz), _ptr(n),
+    load().mtk_gru_forward(_threads(), s_prev.size(0), s_prev.size(1), _ptr(gi), _ptr(gh), _ptr(s_prev), _ptr(rz), _ptr(n),
                            _ptr(ghn), _ptr(s))
 
 
 def gru_backward(d_s: Tensor, s_prev: Tensor, rz: Tensor, n: Tensor, ghn: Tensor, d_gi: Tensor, d_gh: Tensor,
                  d_prev: Tensor) -> None:
     """Write the GRU cell's backward: d_gi, d_gh (N, 3H) and d_prev = d_s ⊙ z (N, H)."""
-    load().mtk_gru_backward(d_s.size(0), d_s.size(1), _ptr(d_s), _ptr(s_prev), _ptr(rz), _ptr(n), _ptr(ghn),
+    load().mtk_gru_backward(_threads(), d_s.size(0), d_s.size(1), _ptr(d_s), _ptr(s_prev), _ptr(rz), _ptr(n), _ptr(ghn),
                             _ptr(d_gi), _ptr(d_gh), _ptr(d_prev))
 
 
@@ -158,5 +176,5 @@ def cross_entropy_rows(logits: Tensor, bias: Tensor, target: Tensor, smoothing: 
     With grad_b (V,), also turn each row into its logits' gradient and add the rows' sum to grad_b (see native.c).
     """
     rows, vocab = logits.shape
-    load().mtk_cross_entropy_rows(rows, vocab, _ptr(logits), _ptr(bias), _ptr(target), smoothing,
+    load().mtk_cross_entropy_rows(_threads(), rows, vocab, _ptr(logits), _ptr(bias), _ptr(target), smoothing,
                                   int(grad_b is not None), _ptr(nll), _ptr(grad_b))

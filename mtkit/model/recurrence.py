@@ -110,7 +110,7 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         d_w_context = d_gi.flatten(0, 1).t() @ c_all.flatten(0, 1)
         d_w_query = d_query.flatten(0, 1).t() @ s_prev_all
         return (d_gi.transpose(0, 1), d_s, attention.keys_grad(), attention.states_grad(alpha, d_context), None,
-                d_w_query, attention.d_v, d_w_context, d_w_hh, d_b_hh)
+                d_w_query, attention.v_grad(), d_w_context, d_w_hh, d_b_hh)
 
 
 class LuongGRURecurrence(torch.autograd.Function):
@@ -202,7 +202,7 @@ class LuongGRURecurrence(torch.autograd.Function):
         d_w_combine = torch.cat([d_pre_flat.t() @ c_all.flatten(0, 1), d_pre_flat.t() @ s_flat], 1)  # (O, K + H)
         return (d_gi.transpose(0, 1), d_s_next, d_feed_next, attention.keys_grad(),
                 attention.states_grad(alpha, d_context), None,
-                d_query.flatten(0, 1).t() @ s_flat, attention.d_v, d_gi.flatten(0, 1).t() @ feed_prev_all,
+                d_query.flatten(0, 1).t() @ s_flat, attention.v_grad(), d_gi.flatten(0, 1).t() @ feed_prev_all,
                 d_gh_flat.t() @ s_prev_all, d_gh_flat.sum(0), d_w_combine)
 
 
@@ -322,20 +322,23 @@ class _AttentionGradients:
 
     def __init__(self, compiled: bool, keys: Tensor, v: Tensor, mask: Tensor, states: Tensor) -> None:
         self.compiled, self.keys, self.v, self.mask, self.states = compiled, keys, v, mask, states
-        self.d_v = torch.zeros_like(v)  # (A,)
+        self.d_v_by_row = keys.new_zeros(keys.size(0), v.size(0)) if compiled else torch.zeros_like(v)  # (B, A) or (A,)
         self.de_sum = keys.new_zeros(keys.shape[:2])  # (B, S)
         self.de_tanh2 = torch.zeros_like(keys)  # (B, S, A)
-        self.scratch = keys.new_empty(keys.size(1)) if compiled else None  # native.c's de of one row
         self.buffer = None if compiled else keys.new_empty(keys.shape)  # torch ops' tanh(q + k)
 
     def step(self, q: Tensor, alpha: Tensor, d_c: Tensor, d_alpha_in: Tensor | None, d_q: Tensor) -> None:
         """Backward of `_attend` for query q (B, A), weights alpha (B, S) and context gradient d_c: writes d_q."""
         if self.compiled:
             native.additive_backward(q, self.keys, self.v, self.mask, self.states, alpha, d_c, d_alpha_in, d_q,
-                                     self.d_v, self.de_sum, self.de_tanh2, self.scratch)
+                                     self.d_v_by_row, self.de_sum, self.de_tanh2)
         else:
-            _additive_backward(q, self.keys, self.v, self.states, alpha, d_c, d_alpha_in, d_q, self.d_v,
+            _additive_backward(q, self.keys, self.v, self.states, alpha, d_c, d_alpha_in, d_q, self.d_v_by_row,
                                self.de_sum, self.de_tanh2, self.buffer)
+
+    def v_grad(self) -> Tensor:
+        """Return v's gradient (A,) once every step is done (native.c keeps it by sentence, one row per thread's share)."""
+        return self.d_v_by_row.sum(0) if self.compiled else self.d_v_by_row
 
     def keys_grad(self) -> Tensor:
         """Return the keys' gradient (B, S, A), v (Σ de − Σ de tanh²), once every step is done."""
