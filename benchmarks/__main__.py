@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -47,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark the options ask for; print its table; return the exit status (2: a bad option)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    # as the mtkit command does (mtkit/cli.py): idle OpenMP threads sleep; OMP_WAIT_POLICY=ACTIVE to compare
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # as the mtkit command does: idle OpenMP threads spin briefly, then sleep; OMP_WAIT_POLICY=PASSIVE to compare
+    from mtkit.cli import wait_briefly
+
+    wait_briefly()
     from mtkit.config import load_config
     from mtkit.device import set_threads
     from mtkit.errors import MtkitError

@@ -57,4 +57,5 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "platform": platform.platform(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
     }

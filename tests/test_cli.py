@@ -340,3 +340,23 @@ def test_train_into_an_occupied_run_dir(project, monkeypatch):
     before = (project.root / "runs/tiny/best.pt").stat().st_mtime_ns
     assert_user_error(mtkit("train", "c.yaml"), "runs/tiny already holds a run", "--resume", "--overwrite")
     assert (project.root / "runs/tiny/best.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("given, want", [
+    ({}, {"GOMP_SPINCOUNT": "3000"}),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ({"GOMP_SPINCOUNT": "0"}, {"GOMP_SPINCOUNT": "0"}),
+])
+def test_openmp_threads_spin_briefly_unless_the_environment_says(given, want):
+    from mtkit.cli import wait_briefly
+
+    environ = dict(given)
+    wait_briefly(environ)
+    assert environ == want
+
+
+def test_mtkit_command_sets_the_spin_before_torch_loads():
+    code = "import os, sys; import mtkit.cli; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["3000", "False"]
