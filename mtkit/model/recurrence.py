@@ -337,7 +337,7 @@ class _AttentionGradients:
                                self.de_sum, self.de_tanh2, self.buffer)
 
     def v_grad(self) -> Tensor:
-        """Return v's gradient (A,) once every step is done (native.c keeps it by sentence, one row per thread's share)."""
+        """Return v's gradient (A,) once every step is done (native.c keeps it by sentence: no two threads add to one sum)."""
         return self.d_v_by_row.sum(0) if self.compiled else self.d_v_by_row
 
     def keys_grad(self) -> Tensor:
