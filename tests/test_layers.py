@@ -18,7 +18,7 @@ LAYERS = [
     ["mtkit.distributed"],  # plain torch.distributed plumbing, no mtkit import
     ["mtkit.data", "mtkit.data.textio", "mtkit.data.sources", "mtkit.data.corpus", "mtkit.data.tokenizer",
      "mtkit.data.batching", "mtkit.data.synthetic"],
-    ["mtkit.model", "mtkit.model.native", "mtkit.model.encoder", "mtkit.model.attention", "mtkit.model.recurrence",
+    ["mtkit.model", "mtkit.model.native", "mtkit.model.dropout", "mtkit.model.encoder", "mtkit.model.attention", "mtkit.model.recurrence",
      "mtkit.model.decoder", "mtkit.model.transformer", "mtkit.model.seq2seq"],
     ["mtkit.prepare", "mtkit.search", "mtkit.loss", "mtkit.evaluate", "mtkit.plots", "mtkit.checkpoint",
      "mtkit.device", "mtkit.runs"],

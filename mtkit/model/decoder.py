@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtkit.model.attention import AdditiveAttention, Attention
+from mtkit.model.dropout import Dropout
 from mtkit.model.encoder import EncoderOutput, make_rnn, rnn_cell
 from mtkit.model.recurrence import AdditiveGRURecurrence, LuongGRURecurrence
 
@@ -114,7 +115,7 @@ class Decoder(nn.Module):
         self.attention = attention
         self.written_out = True  # where `fused_recurrence`; False: autograd over `step`'s loop (a lever to time)
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = make_rnn(cell, rnn_input_dim, hidden_dim, num_layers, dropout)
         summary_dim = key_dim // 2 if init == "backward_first" else key_dim
         self.bridge = None if init == "zero" else nn.Linear(summary_dim, num_layers * hidden_dim)

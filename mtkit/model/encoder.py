@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtkit.model.dropout import Dropout
 from mtkit.model.recurrence import GRULayerRecurrence
 
 RNNS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -87,7 +88,7 @@ class Encoder(nn.Module):
         self.num_dirs = 2 if bidirectional else 1
         self.out_dim = self.num_dirs * hidden_dim  # K, the size of every state and of `final`
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = make_rnn(cell, emb_dim, hidden_dim, num_layers, dropout, bidirectional)
         self.written_out = True  # a GRU runs `GRULayerRecurrence`; False: autograd over every step (a lever to time)
 

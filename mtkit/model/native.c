@@ -303,3 +303,49 @@ void mtk_cross_entropy_rows(int64_t threads, int64_t C, int64_t V, float *logits
         }
     }
 }
+
+/* Dropout with a counter-based generator: element i of a call keeps its value, times 1 / (1 - p), when
+   hash(i) >= threshold (= p * 2^32), else becomes 0. The hash is murmur3's 32-bit finaliser applied twice,
+   keyed by the call's 64-bit seed (k0, k1); the mask is a function of (seed, i) alone, so the backward pass
+   makes the same mask again from the seed instead of keeping it, and any thread count gives the same bits.
+   The tensor is (R1, R2, D), the last dimension contiguous, with row strides of its own for x and out;
+   i = (r1 R2 + r2) D + d is the element's place in that logical order. */
+static inline uint32_t mix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+static void dropout_rows(int64_t lo, int64_t hi, int64_t R2, int64_t D, uint32_t threshold, uint32_t k0, uint32_t k1,
+                         float scale, const float *restrict x, int64_t x1, int64_t x2, float *restrict out, int64_t o1,
+                         int64_t o2)
+{
+    for (int64_t r = lo; r < hi; r++) {
+        const float *xr = x + (r / R2) * x1 + (r % R2) * x2;
+        float *orow = out + (r / R2) * o1 + (r % R2) * o2;
+        const uint64_t base = (uint64_t)r * (uint64_t)D;
+        for (int64_t d = 0; d < D; d++) {
+            const uint64_t i = base + (uint64_t)d;
+            const uint32_t h = mix32(mix32((uint32_t)i ^ k0) ^ (uint32_t)(i >> 32) ^ k1);
+            orow[d] = h >= threshold ? xr[d] * scale : 0.0f;
+        }
+    }
+}
+
+void mtk_dropout(int64_t threads, int64_t R1, int64_t R2, int64_t D, float p, int64_t seed, const float *x, int64_t x1,
+                 int64_t x2, float *out, int64_t o1, int64_t o2)
+{
+    const uint32_t threshold = (uint32_t)fmin((double)p * 4294967296.0, 4294967295.0);
+    const float scale = 1.0f / (1.0f - p);
+    const uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)((uint64_t)seed >> 32);
+#pragma omp parallel num_threads(threads) if (threads > 1 && R1 * R2 * D * 4 >= MTK_SPLIT_MIN)
+    {
+        int64_t lo, hi;
+        share(R1 * R2, &lo, &hi);
+        dropout_rows(lo, hi, R2, D, threshold, k0, k1, scale, x, x1, x2, out, o1, o2);
+    }
+}

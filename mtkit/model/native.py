@@ -44,6 +44,7 @@ SIGNATURES = {  # every function takes the thread count first
     "mtk_gru_forward": [_I64] * 3 + [_PTR] * 7,
     "mtk_gru_backward": [_I64] * 3 + [_PTR] * 8,
     "mtk_cross_entropy_rows": [_I64] * 3 + [_PTR] * 3 + [ctypes.c_float, _I64, _PTR, _PTR],
+    "mtk_dropout": [_I64] * 4 + [ctypes.c_float, _I64, _PTR, _I64, _I64, _PTR, _I64, _I64],
 }
 
 
@@ -178,3 +179,23 @@ def cross_entropy_rows(logits: Tensor, bias: Tensor, target: Tensor, smoothing: 
     rows, vocab = logits.shape
     load().mtk_cross_entropy_rows(_threads(), rows, vocab, _ptr(logits), _ptr(bias), _ptr(target), smoothing,
                                   int(grad_b is not None), _ptr(nll), _ptr(grad_b))
+
+
+def dropout(x: Tensor, p: float, seed: int, out: Tensor) -> None:
+    """Write x with each element zeroed with probability p, else scaled by 1 / (1 − p), into out (x's shape).
+
+    The mask is a function of seed and each element's place in x's logical order alone (native.c's
+    counter-based hash), not of memory layout or thread count: the same seed makes the same mask again.
+    x and out have up to 3 dimensions, the last one contiguous (`dropout_layout`).
+    """
+    r1, r2, d, x1, x2 = dropout_layout(x)
+    _, _, _, o1, o2 = dropout_layout(out)
+    load().mtk_dropout(_threads(), r1, r2, d, p, seed, x.data_ptr(), x1, x2, out.data_ptr(), o1, o2)
+
+
+def dropout_layout(t: Tensor) -> tuple[int, int, int, int, int]:
+    """Return t as (R1, R2, D) rows with row strides (s1, s2), the last dimension contiguous; raise ValueError else."""
+    if t.dim() == 0 or t.dim() > 3 or t.stride(-1) != 1:
+        raise ValueError(f"native dropout takes 1 to 3 dimensions, the last contiguous; got {tuple(t.shape)}")
+    sizes, strides = [1, 1, *t.shape][-3:], [0, 0, *t.stride()][-3:]
+    return sizes[0], sizes[1], sizes[2], strides[0], strides[1]

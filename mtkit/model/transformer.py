@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtkit.model.decoder import Memory, StepOutput
+from mtkit.model.dropout import Dropout
 from mtkit.model.encoder import EncoderOutput, lengths_to_mask
 
 POSITIONS = ("sinusoidal", "learned")
@@ -126,7 +127,7 @@ class EncoderLayer(nn.Module):
         self.self_norm, self.ff_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ff = FeedForward(d_model, ff_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Return the layer's output (B, S, d) for x (B, S, d) and mask (B, S), True on real tokens."""
@@ -144,7 +145,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.cross_attn = MultiHeadAttention(d_model, heads, attention_dropout)
         self.ff = FeedForward(d_model, ff_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, cache: Tensor | None, cross_kv: Tensor, src_mask: Tensor,
                 g: int = 1) -> tuple[Tensor, Tensor, Tensor]:
@@ -185,7 +186,7 @@ class Embedding(nn.Module):
         with torch.no_grad():
             self.tokens.weight[pad_id].zero_()
         self.learned = nn.Embedding(max_positions, d_model) if positions == "learned" else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: Tensor, offset: int = 0) -> Tensor:
         """Return embedded tokens (B, T, d) for ids (B, T) at positions offset … offset+T−1."""
