@@ -46,10 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark the options ask for; print its table; return the exit status (2: a bad option)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    # as the mtkit command does: idle OpenMP threads spin briefly, then sleep; OMP_WAIT_POLICY=PASSIVE to compare
-    from mtkit.cli import wait_briefly
+    # as the mtkit command does: idle OpenMP threads spin briefly, then sleep (OMP_WAIT_POLICY=PASSIVE to compare);
+    # malloc keeps freed tensor memory (MALLOC_MMAP_THRESHOLD_=131072 to compare)
+    from mtkit.cli import keep_freed_memory, wait_briefly
 
     wait_briefly()
+    malloc_keeps_freed = keep_freed_memory()
     from mtkit.config import load_config
     from mtkit.device import set_threads
     from mtkit.errors import MtkitError
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except MtkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    result["environment"]["malloc_keeps_freed"] = malloc_keeps_freed
     result["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     print(format_table(result))
     if args.json:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -360,3 +361,31 @@ def test_mtkit_command_sets_the_spin_before_torch_loads():
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["3000", "False"]
+
+
+FAULTS = """
+import resource
+import mtkit.cli
+import torch
+def step():  # a training step's pattern: a few large tensors, made, filled, freed together
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    held = [torch.ones(n) for n in (5_000_000, 12_000_000, 2_000_000, 20_000_000, 1_000_000)]  # 160 MB
+    del held
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(*[step() for _ in range(8)])
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc's settings are glibc's")
+def test_mtkit_command_keeps_freed_memory_for_the_next_step():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+    def page_faults_by_step(env: dict[str, str]) -> list[int]:
+        out = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, env=env, check=True).stdout
+        return [int(n) for n in out.split()]
+
+    kept = page_faults_by_step(env)
+    fresh = page_faults_by_step({**env, "MALLOC_MMAP_THRESHOLD_": "131072"})  # the environment's own setting wins
+    assert sum(kept[-3:]) < 1_000, kept  # the heap has grown to a step's size: nothing new to fault in
+    # 160 MB is 39,000 pages of 4 KB, every step; glibc's own adaptive threshold (up to 32 MB) gives 31,000
+    assert min(fresh) > 25_000, fresh
