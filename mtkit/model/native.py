@@ -9,11 +9,11 @@ name made from the source, the compiler, the flags and this CPU's features, so a
 another machine gets its own build. Building takes about a second; it is written to a temporary
 name and renamed, so two trainings starting at once cannot read a half-written file.
 
-Only float32 tensors on the CPU, contiguous, go to it (`usable`). Each call splits its rows over
-torch's thread count (`torch.get_num_threads()`). The library links libgomp.so.1, the soname
-torch's own OpenMP runtime has, so the process keeps one runtime and one set of warm threads.
-Every element is computed by one thread in a fixed order: the results are the same bits for any
-thread count (tested).
+Only float32 tensors on the CPU, contiguous (for `dropout`, rows whose last dimension is), go to
+it (`usable`). Each call splits its rows over torch's thread count (`torch.get_num_threads()`).
+The library links libgomp.so.1, the soname torch's own OpenMP runtime has, so the process keeps
+one runtime and one set of warm threads. Every element is computed by one thread in a fixed order:
+the results are the same bits for any thread count (tested).
 """
 
 from __future__ import annotations
