@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from mtkit.config import AttentionConfig, ModelConfig
 from mtkit.data.batching import collate
 from mtkit.data.tokenizer import BOS
 from mtkit.model import Seq2Seq, build_model
+import mtkit.model.native as native
 
 # Tiny models run fastest on one thread (and tests may run beside other work on 2 cores).
 torch.set_num_threads(1)
@@ -128,3 +131,20 @@ def cross_attention(model: Seq2Seq, src_ids: list[int], tokens: list[int]) -> to
         for hook in hooks:
             hook.remove()
     return torch.stack(captured)[:, 0]  # (L, heads, T, S)
+
+
+@pytest.fixture()
+def compiled() -> None:
+    """Skip where native.c does not build (no C compiler, or not Linux)."""
+    if native.load() is None:
+        pytest.skip("native.c does not build here (no C compiler, or not Linux)")
+
+
+def on_threads(threads: int, fn: Callable[[], list[Tensor]]) -> list[Tensor]:
+    """Return fn() run with torch (and native.c) on `threads` threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)

@@ -10,12 +10,7 @@ import torch.nn.functional as F
 
 import mtkit.model.native as native
 from mtkit.model.dropout import Dropout
-
-
-@pytest.fixture()
-def compiled() -> None:
-    if native.load() is None:
-        pytest.skip("native.c does not build here (no C compiler, or not Linux)")
+from conftest import on_threads
 
 
 def kept(p: float, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -79,16 +74,13 @@ def test_gradient_is_the_forward_mask_scaled(compiled: None) -> None:
 
 def test_same_bits_on_any_thread_count(compiled: None) -> None:
     x = torch.randn(64, 50, 128)
-    before = torch.get_num_threads()
-    outputs = []
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            torch.manual_seed(6)
-            outputs.append(Dropout(0.2)(x))
-    finally:
-        torch.set_num_threads(before)
-    assert all(torch.equal(out, outputs[0]) for out in outputs[1:])
+
+    def drop() -> list[torch.Tensor]:
+        torch.manual_seed(6)
+        return [Dropout(0.2)(x)]
+
+    want = on_threads(1, drop)[0]
+    assert all(torch.equal(on_threads(threads, drop)[0], want) for threads in (2, 3))
 
 
 def test_eval_mode_zero_and_one() -> None:

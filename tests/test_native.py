@@ -9,23 +9,12 @@ import torch
 from torch import Tensor
 
 import mtkit.model.native as native
+from conftest import on_threads
 
 B, S, A, K, H = 16, 40, 32, 24, 64  # B·S·(A + K) and 32·H·16 are above MTK_SPLIT_MIN: the calls are split
 
 
-@pytest.fixture(autouse=True)
-def compiled() -> None:
-    if native.load() is None:
-        pytest.skip("native.c does not build here (no C compiler, or not Linux)")
-
-
-def on_threads(threads: int, fn: Callable[[], list[Tensor]]) -> list[Tensor]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return fn()
-    finally:
-        torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("compiled")
 
 
 def assert_same_bits_on(fn: Callable[[], list[Tensor]]) -> None:
