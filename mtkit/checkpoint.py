@@ -30,6 +30,7 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of `epoch` already trained on
     tokens: int = 0  # target tokens trained on
     seconds: float = 0.0  # training wall time, summed over restarts
+    cpu_seconds: float = 0.0  # CPU time of the training process (all threads), summed over restarts
     best_metric: float | None = None
     best_step: int = 0
     bad_validations: int = 0  # validations since the best one

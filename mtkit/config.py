@@ -127,6 +127,9 @@ class TrainConfig:
     epochs: int = 10
     max_steps: Optional[int] = None
     max_minutes: Optional[float] = None  # wall-time budget
+    # CPU-time budget (the process's CPU seconds, all threads): models that share cores get equal compute
+    # whatever the scheduler gives each, so three runs on two cores are treated alike.
+    max_cpu_minutes: Optional[float] = None
     optimizer: Literal["adam", "adamw", "sgd", "adadelta"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -218,6 +221,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.epochs": (1, None),
     "train.max_steps": (1, None),
     "train.max_minutes": (0.0, None),
+    "train.max_cpu_minutes": (0.0, None),
     "train.lr": (0.0, None),
     "train.weight_decay": (0.0, None),
     "train.warmup_steps": (1, None),

@@ -202,10 +202,15 @@ class _Run(NamedTuple):
     world: World
     metrics: "_Metrics"
     started: float  # perf_counter() at which the run's summed training time would have begun
+    cpu_started: float  # process_time() likewise, for the CPU-time budget
 
     def elapsed(self) -> float:
         """Return the run's training wall time so far, summed over restarts."""
         return time.perf_counter() - self.started
+
+    def cpu_elapsed(self) -> float:
+        """Return the CPU time this process (all its threads) has spent on the run, summed over restarts."""
+        return time.process_time() - self.cpu_started
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, device: str | None = None,
@@ -320,7 +325,7 @@ def _start(cfg: Config, prepared: Prepared, resume: bool, device: torch.device,
         _write_run_files(cfg, prepared, model, device, world)
     metrics = _Metrics(run_dir, world.is_main, cfg.train.tensorboard)
     run = _Run(cfg, run_dir, prepared, train_split, model, optimizer, scheduler, device, world, metrics,
-               time.perf_counter() - state.seconds)
+               time.perf_counter() - state.seconds, time.process_time() - state.cpu_seconds)
     return run, state
 
 
@@ -350,7 +355,7 @@ def _train_epoch(run: _Run, state: TrainState, window: Window,
     with tqdm(total=len(batches), initial=state.batch_in_epoch, desc=f"epoch {state.epoch}", unit="batch",
               dynamic_ncols=True, leave=False, disable=None if main else True) as bar:
         for index in batches[state.batch_in_epoch :]:
-            reason = _budget_spent(t, state, run.elapsed())
+            reason = _budget_spent(t, state, run.elapsed(), run.cpu_elapsed())
             if distributed.any_process(bool(reason), world, run.device):
                 # Checked before the step, so a resumed run that had finished stays finished.
                 return replace(state, finished=True, stop_reason=reason or "another process reached its budget"), window
@@ -404,7 +409,8 @@ def _validate(run: _Run, state: TrainState) -> TrainState:
     state, better = record_validation(state, value, t)
     record = {"step": state.step, "epoch": state.epoch, "kind": "valid", "dev_loss": round(result.loss, 6),
               "dev_ppl": round(result.ppl, 4), "dev_bleu": round(result.bleu, 4),
-              "lr": run.optimizer.param_groups[0]["lr"], "seconds": round(run.elapsed(), 1), "best": better}
+              "lr": run.optimizer.param_groups[0]["lr"], "seconds": round(run.elapsed(), 1),
+              "cpu_seconds": round(run.cpu_elapsed(), 1), "best": better}
     run.metrics.write(record)
     if run.world.is_main:
         tqdm.write(f"{run.run_dir.name}  step {state.step:>6}  epoch {state.epoch}  dev loss {result.loss:.4f}  "
@@ -418,7 +424,7 @@ def _validate(run: _Run, state: TrainState) -> TrainState:
 
 def _save(run: _Run, state: TrainState, name: str) -> TrainState:
     """Return the state with its training time brought up to now, after saving it in `run_dir/name` (main process)."""
-    state = replace(state, seconds=run.elapsed())
+    state = replace(state, seconds=run.elapsed(), cpu_seconds=run.cpu_elapsed())
     if run.world.is_main:
         save_checkpoint(run.run_dir / name, run.model, run.cfg, run.prepared.tokenizer, state, run.optimizer,
                         run.scheduler)
@@ -518,11 +524,13 @@ def shorter_pairs(split: EncodedSplit, max_len: int) -> EncodedSplit:
     return EncodedSplit(*([part[i] for i in keep] for part in split))
 
 
-def _budget_spent(t: TrainConfig, state: TrainState, seconds: float) -> str:
+def _budget_spent(t: TrainConfig, state: TrainState, seconds: float, cpu_seconds: float) -> str:
     if t.max_steps is not None and state.step >= t.max_steps:
         return f"reached train.max_steps = {t.max_steps}"
     if t.max_minutes is not None and seconds >= 60 * t.max_minutes:
         return f"reached train.max_minutes = {t.max_minutes}"
+    if t.max_cpu_minutes is not None and cpu_seconds >= 60 * t.max_cpu_minutes:
+        return f"reached train.max_cpu_minutes = {t.max_cpu_minutes}"
     return ""
 
 

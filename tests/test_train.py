@@ -98,6 +98,18 @@ def test_step_budget_and_early_stopping(workdir):
     assert len(records(kind="valid")) == 3  # the first sets the best, two more without improvement stop it
 
 
+
+def test_cpu_budget_counts_this_processs_cpu_time_and_survives_a_resume(workdir):
+    state = train(config("train.epochs=1000", "train.valid_every=0", "train.max_cpu_minutes=0.02"))
+    assert state.stop_reason == "reached train.max_cpu_minutes = 0.02"
+    assert 1.2 <= state.cpu_seconds < 1.2 + 5  # stops at the first step after 1.2 CPU-seconds
+    saved = load_checkpoint(workdir / "runs/tiny/last.pt").state
+    assert saved.cpu_seconds == state.cpu_seconds and saved.step == state.step
+    # Resumed with a larger budget it goes on from the CPU time already spent, not from zero.
+    more = train(config("train.epochs=1000", "train.valid_every=0", "train.max_cpu_minutes=0.04"), resume=True)
+    assert more.step > state.step and 2.4 <= more.cpu_seconds < 2.4 + 5
+    spent_here = more.cpu_seconds - state.cpu_seconds
+    assert spent_here < 2.4  # had the resume started the clock from zero, it would have spent 2.4 s here
 @pytest.mark.parametrize("arch", ARCHS)
 def test_same_seed_same_losses(workdir, arch):
     train(config("train.max_steps=12", "train.valid_every=0", "model.dropout=0.3", *ARCHS[arch]))
