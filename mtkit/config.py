@@ -130,6 +130,9 @@ class TrainConfig:
     # CPU-time budget (the process's CPU seconds, all threads): models that share cores get equal compute
     # whatever the scheduler gives each, so three runs on two cores are treated alike.
     max_cpu_minutes: Optional[float] = None
+    # Seed of the initial weights, dropout and batch order; None takes the top-level `seed`, which also draws
+    # the data split. Setting this alone reruns a study with other weights on the very same data.
+    seed: Optional[int] = None
     optimizer: Literal["adam", "adamw", "sgd", "adadelta"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0

@@ -297,7 +297,7 @@ def _start(cfg: Config, prepared: Prepared, resume: bool, device: torch.device,
            world: World) -> tuple[_Run, TrainState]:
     """Return the run's fixed parts (model, optimizer, scheduler, data, ...) and its state: new, or from last.pt."""
     set_threads(cfg.train.threads)
-    torch.manual_seed(cfg.seed)  # the same initial weights in every process
+    torch.manual_seed(training_seed(cfg))  # the same initial weights in every process
     run_dir = Path(cfg.run_dir)
     train_split = prepared.splits["train"]
     if cfg.train.max_len is not None:
@@ -320,7 +320,7 @@ def _start(cfg: Config, prepared: Prepared, resume: bool, device: torch.device,
                      state.batch_in_epoch)
     if world.size > 1:
         distributed.broadcast_parameters(model, world)
-        torch.manual_seed(cfg.seed + 1000 * world.rank + state.step)  # each process its own dropout masks
+        torch.manual_seed(training_seed(cfg) + 1000 * world.rank + state.step)  # each process its own dropout masks
     if world.is_main:
         _write_run_files(cfg, prepared, model, device, world)
     metrics = _Metrics(run_dir, world.is_main, cfg.train.tensorboard)
@@ -335,7 +335,7 @@ def _write_run_files(cfg: Config, prepared: Prepared, model: Seq2Seq, device: to
     save_config(cfg, run_dir / "config.yaml")
     prepared.tokenizer.save(run_dir)
     write_data_info(run_dir, prepared.directory)
-    record = {"seed": cfg.seed, **environment(device), "processes": world.size}
+    record = {"seed": cfg.seed, "train_seed": training_seed(cfg), **environment(device), "processes": world.size}
     (run_dir / "environment.json").write_text(json.dumps(record, indent=2) + "\n")
     write_latest(run_dir)
     log.info("%s on %s%s; data %s", describe(model), device,
@@ -350,7 +350,7 @@ def _train_epoch(run: _Run, state: TrainState, window: Window,
     t, world, main = run.cfg.train, run.world, run.world.is_main
     split = run.train_split
     batches = _my_batches(batch_indices([len(s) for s in split.src_ids], [len(s) for s in split.tgt_ids],
-                                        t.batch_tokens, seed=run.cfg.seed + state.epoch), world)
+                                        t.batch_tokens, seed=training_seed(run.cfg) + state.epoch), world)
     autocast = autocast_for(run.device)
     with tqdm(total=len(batches), initial=state.batch_in_epoch, desc=f"epoch {state.epoch}", unit="batch",
               dynamic_ncols=True, leave=False, disable=None if main else True) as bar:
@@ -522,6 +522,11 @@ def shorter_pairs(split: EncodedSplit, max_len: int) -> EncodedSplit:
     log.info("training on %d of %d pairs: at most %d words a side (train.max_len)", len(keep), len(split.src_text),
              max_len)
     return EncodedSplit(*([part[i] for i in keep] for part in split))
+
+
+def training_seed(cfg: Config) -> int:
+    """Return the seed of the weights, dropout and batch order: `train.seed`, else the top-level `seed`."""
+    return cfg.seed if cfg.train.seed is None else cfg.train.seed
 
 
 def _budget_spent(t: TrainConfig, state: TrainState, seconds: float, cpu_seconds: float) -> str:

@@ -118,6 +118,17 @@ def test_same_seed_same_losses(workdir, arch):
     assert [r["loss"] for r in records(kind="train")] == first
 
 
+def test_train_seed_changes_the_weights_but_not_the_data(workdir):
+    train(config("train.max_steps=6", "train.valid_every=0"))
+    first = [r["loss"] for r in records(kind="train")]
+    data = json.loads(Path("runs/tiny/data.json").read_text())["prepared"]
+    train(config("train.max_steps=6", "train.valid_every=0", "train.seed=1234"), overwrite=True)  # = the top-level seed
+    assert [r["loss"] for r in records(kind="train")] == first
+    train(config("train.max_steps=6", "train.valid_every=0", "train.seed=7"), overwrite=True)
+    assert [r["loss"] for r in records(kind="train")] != first
+    assert json.loads(Path("runs/tiny/data.json").read_text())["prepared"] == data  # the same prepared split
+
+
 def test_overwrite_guard_and_resume_without_checkpoint(workdir):
     train(config("train.max_steps=2"))
     with pytest.raises(MtkitError, match="already holds a run; pass --resume"):
