@@ -148,7 +148,8 @@ def eval_(
     run: List[Path] = typer.Option([], help="Run directory to evaluate on its test split (repeatable; default: latest)."),
     by_length: bool = typer.Option(False, "--by-length", help="Also score buckets of sentence length and plot them."),
     passages: bool = typer.Option(False, "--passages", help="Score each run on its passage set (data.passage_windows): "
-                                  "the same verses alone and joined into passages of k verses."),
+                                  "the same verses alone and joined into passages of k verses, each k against k=1 "
+                                  "with a 95% interval that resamples whole windows."),
     src: Optional[Path] = typer.Option(None, help="Source file, to score system outputs given with --hyp."),
     ref: Optional[Path] = typer.Option(None, help="Reference file (with --src and --hyp)."),
     hyp: List[Path] = typer.Option([], help="System output file (repeatable)."),
@@ -171,12 +172,15 @@ def eval_(
         bucket_edges = [int(e) for e in edges.split(",")] if edges else None
     except ValueError:
         raise MtkitError(f"--edges {edges!r}: give increasing whole numbers separated by commas, e.g. 10,20,30") from None
-    settings = dict(edges=bucket_edges, length_of=length_of, bootstrap=bootstrap if by_length else 0, seed=seed)
+    settings = dict(edges=bucket_edges, length_of=length_of, bootstrap=bootstrap if by_length or passages else 0,
+                    seed=seed)
     if passages:
         if hyp or src or ref:
             raise MtkitError("--passages scores runs on their own passage sets; drop --src/--ref/--hyp")
         systems = compare.compare_passages(run, name, checkpoint, beam, **settings)
-        typer.echo(evaluate.format_passage_table(systems) if by_length else evaluate.format_summary(systems))
+        typer.echo(evaluate.format_paired_table(systems))
+        if by_length:
+            typer.echo("\n" + evaluate.format_passage_table(systems))
     else:
         systems = compare.compare(runs=run, src=src, ref=ref, hyps=hyp, names=name, checkpoint=checkpoint, beam=beam,
                                   **settings)

@@ -42,6 +42,7 @@ class PassageOutputs(NamedTuple):
     hyps: list[str]
     refs: list[str]
     ks: list[int]
+    windows: list[int]  # the window each input was cut from
 
 
 def run_passage_outputs(run_dir: Path, checkpoint: str = "best", beam: int | None = None,
@@ -52,9 +53,9 @@ def run_passage_outputs(run_dir: Path, checkpoint: str = "best", beam: int | Non
     if not table.is_file():
         raise MtkitError(f"{run_dir}: its prepared data {prepared} has no passage set; set data.passage_windows "
                          "(e.g. 250) in the run's config, prepare and train again")
-    ks = [int(row.split("\t")[2]) for row in read_lines(table)[1:]]  # columns: ref, window, k, group
+    rows = [row.split("\t") for row in read_lines(table)[1:]]  # columns: ref, window, k, group
     srcs, hyps, refs = _split_outputs(Path(run_dir), "passages", checkpoint, beam, length_penalty)
-    return PassageOutputs(srcs, hyps, refs, ks)
+    return PassageOutputs(srcs, hyps, refs, [int(r[2]) for r in rows], [int(r[1]) for r in rows])
 
 
 def _split_outputs(run_dir: Path, split: str, checkpoint: str, beam: int | None,
@@ -141,7 +142,8 @@ def compare(
 def compare_passages(runs: Sequence[Path] = (), names: Sequence[str] = (), checkpoint: str = "best",
                      beam: int | None = None, edges: Sequence[int] | None = None, length_of: str | None = None,
                      bootstrap: int | None = None, seed: int | None = None) -> list[SystemScore]:
-    """Return each run's scores on its passage set: by input length, and by verses joined (`SystemScore.by_k`)."""
+    """Return each run's scores on its passage set: by input length, by verses joined (`SystemScore.by_k`) and
+    each k against k = 1 with a window-paired interval (`SystemScore.paired`)."""
     runs = list(runs) or [read_latest()]
     if names and len(names) != len(runs):
         raise MtkitError(f"--name given {len(names)} times for {len(runs)} runs; give one per run")
@@ -150,8 +152,8 @@ def compare_passages(runs: Sequence[Path] = (), names: Sequence[str] = (), check
     systems = []
     for label, run in zip(labels, runs):
         out = run_passage_outputs(Path(run), checkpoint, beam)
-        systems.append(evaluate_passages(label, out.srcs, out.hyps, out.refs, out.ks, s.edges, s.length_of,
-                                         s.bootstrap, s.bootstrap_seed))
+        systems.append(evaluate_passages(label, out.srcs, out.hyps, out.refs, out.ks, out.windows, s.edges,
+                                         s.length_of, s.bootstrap, s.bootstrap_seed))
     return systems
 
 

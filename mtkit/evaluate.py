@@ -66,6 +66,28 @@ class SystemScore:
     seed: int = DEFAULTS.bootstrap_seed
     edges: tuple[int, ...] = DEFAULTS.edges
     by_k: list[BucketScore] = field(default_factory=list)  # passages: one bucket per number of verses joined
+    paired: list["PairedRatio"] = field(default_factory=list)  # passages: each k against k = 1, window-paired
+    windows: int = 0  # passages: how many windows the paired bootstrap resamples
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    """The same verses translated in groups of k against alone: BLEU_k / BLEU_1, with a paired window interval.
+
+    The interval resamples whole windows (every input of a drawn window, at every k, comes along), scores k and
+    k = 1 on the same resample and takes the 2.5th and 97.5th percentiles of their ratio.
+    """
+
+    k: int
+    inputs: int  # inputs of k verses
+    mean_src_words: float  # whitespace words per input
+    bleu: float
+    ratio: float | None  # BLEU_k / BLEU_1; None when BLEU_1 is 0
+    ci_low: float | None  # None when not computed (no bootstrap) or BLEU_1 is 0 in a resample
+    ci_high: float | None
+    bleu_ci_low: float | None  # BLEU_k's own interval over the same window resamples
+    bleu_ci_high: float | None
+    chrf_ratio: float | None  # chrF_k / chrF_1 (point value)
 
 
 class CorpusScores(NamedTuple):
@@ -109,11 +131,9 @@ def _score(metric: BLEU | CHRF, summed: np.ndarray) -> float:
 def _bootstrap_ci(metric: BLEU, stats: np.ndarray, n_boot: int,
                   rng: np.random.Generator) -> tuple[float, float]:
     """95% percentile interval of corpus BLEU over `n_boot` resamples (with replacement) of the rows."""
-    n = stats.shape[0]
-    idx = rng.integers(0, n, size=(n_boot, n))                              # (n_boot, N)
-    # How often each sentence was drawn in each resample; summing counts × stats is summing the draws.
-    offsets = idx + np.arange(n_boot)[:, None] * n
-    counts = np.bincount(offsets.ravel(), minlength=n_boot * n).reshape(n_boot, n)  # (n_boot, N)
+    # How often each sentence was drawn in each resample (each its own window); summing counts × stats is
+    # summing the draws.
+    counts = window_counts(np.arange(stats.shape[0]), n_boot, rng)          # (n_boot, N)
     totals = counts @ stats                                                 # (n_boot, K)
     scores = np.array([_score(metric, row) for row in totals])
     low, high = np.percentile(scores, [2.5, 97.5])
@@ -233,22 +253,77 @@ def evaluate_system(name: str, srcs: Sequence[str], hyps: Sequence[str], refs: S
 
 
 def evaluate_passages(name: str, srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str], ks: Sequence[int],
-                      edges: Sequence[int] = DEFAULTS.edges,
+                      windows: Sequence[int], edges: Sequence[int] = DEFAULTS.edges,
                       length_of: Literal["src", "ref"] = DEFAULTS.length_of,
                       n_boot: int = DEFAULTS.bootstrap, seed: int = DEFAULTS.bootstrap_seed) -> SystemScore:
-    """Return `evaluate_system`'s scores of passage inputs, plus `by_k`: one bucket per number k of verses joined.
+    """Return `evaluate_system`'s scores of passage inputs, plus `by_k` and `paired`.
 
-    Every k covers the same verses, so the `by_k` buckets score the same content alone (k = 1) and
-    inside longer passages: the paired view of length with content held fixed.
+    `ks[i]` is how many verses input i joins and `windows[i]` the window it was cut from. Every k covers
+    the same verses of every window, so `by_k` scores the same content alone (k = 1) and inside longer
+    passages, and `paired` gives each k's BLEU over k = 1's with an interval that resamples windows
+    (see `paired_ratios`): the view of length with content held fixed.
     """
     system = evaluate_system(name, srcs, hyps, refs, edges, length_of, n_boot, seed)
-    if len(ks) != len(hyps):
-        raise MtkitError(f"System {name!r}: {len(ks)} passage sizes for {len(hyps)} lines")
+    if not len(ks) == len(windows) == len(hyps):
+        raise MtkitError(f"System {name!r}: {len(ks)} passage sizes and {len(windows)} window numbers "
+                         f"for {len(hyps)} lines")
     values = sorted(set(ks))
     which = np.array([values.index(k) for k in ks], dtype=np.int64)  # (N,)
     bounds = [(f"k={k}", k, k) for k in values]
-    by_k = _group_scores(_line_stats(hyps, refs), which, bounds, n_boot, seed + 1)
-    return replace(system, by_k=by_k)
+    stats = _line_stats(hyps, refs)
+    by_k = _group_scores(stats, which, bounds, n_boot, seed + 1)
+    src_words = [len(s.split()) for s in srcs]
+    paired = paired_ratios(stats, ks, windows, src_words, n_boot, seed + 2)
+    return replace(system, by_k=by_k, paired=paired, windows=len(set(windows)))
+
+
+def window_counts(windows: Sequence[int], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Return (n_boot, N): how often each input is drawn when whole windows are resampled with replacement.
+
+    Every input of one window gets that window's count, so a window's groups are never split.
+    """
+    ids, index = np.unique(np.asarray(windows), return_inverse=True)  # index: (N,) window of each input
+    drawn = rng.integers(0, len(ids), size=(n_boot, len(ids)))       # (n_boot, W)
+    offsets = drawn + np.arange(n_boot)[:, None] * len(ids)
+    per_window = np.bincount(offsets.ravel(), minlength=n_boot * len(ids)).reshape(n_boot, len(ids))
+    return per_window[:, index]                                      # (n_boot, N)
+
+
+def paired_ratios(stats: _LineStats, ks: Sequence[int], windows: Sequence[int], src_words: Sequence[int],
+                  n_boot: int, seed: int) -> list[PairedRatio]:
+    """Return one PairedRatio per k: BLEU of the k-verse inputs over BLEU of the single verses.
+
+    Every window must hold inputs at every k (the passage set's design); n_boot = 0 leaves the intervals None.
+    """
+    ks, windows = np.asarray(ks), np.asarray(windows)
+    values = sorted(set(ks.tolist()))
+    if 1 not in values:
+        raise MtkitError(f"passage sizes {values} have no k = 1: the paired ratio needs the verses alone")
+    for k in values:
+        missing = set(windows.tolist()) - set(windows[ks == k].tolist())
+        if missing:
+            raise MtkitError(f"windows {sorted(missing)[:5]} have no inputs of k = {k}: every window must be cut "
+                             "at every k for a paired comparison")
+    rows = {k: np.flatnonzero(ks == k) for k in values}
+    bleu = {k: _score(stats.bleu_metric, stats.bleu[r].sum(axis=0)) for k, r in rows.items()}
+    chrf = {k: _score(stats.chrf_metric, stats.chrf[r].sum(axis=0)) for k, r in rows.items()}
+    boot: dict[int, np.ndarray] = {}
+    if n_boot > 0:
+        counts = window_counts(windows, n_boot, np.random.default_rng(seed))  # (n_boot, N), shared by every k
+        for k, r in rows.items():
+            totals = counts[:, r] @ stats.bleu[r]                              # (n_boot, 10)
+            boot[k] = np.array([_score(stats.bleu_metric, row) for row in totals])
+    out = []
+    for k, r in rows.items():
+        ratio = bleu[k] / bleu[1] if bleu[1] else None
+        low = high = b_low = b_high = None
+        if boot:
+            b_low, b_high = (float(x) for x in np.percentile(boot[k], [2.5, 97.5]))
+            if np.all(boot[1] > 0):
+                low, high = (float(x) for x in np.percentile(boot[k] / boot[1], [2.5, 97.5]))
+        out.append(PairedRatio(k, int(r.size), float(np.mean(np.asarray(src_words)[r])), bleu[k], ratio, low, high,
+                               b_low, b_high, chrf[k] / chrf[1] if chrf[1] else None))
+    return out
 
 
 def _bleu_cell(b: BucketScore) -> str:
@@ -327,6 +402,33 @@ def format_passage_table(systems: Sequence[SystemScore]) -> str:
     return "\n".join(out)
 
 
+def format_paired_table(systems: Sequence[SystemScore]) -> str:
+    """Return the paired table: per k, input length, then per system BLEU and BLEU_k / BLEU_1 [95% paired CI].
+
+    This is the study's headline: the same verses at every k, the interval from resampled windows.
+    """
+    if not systems or not systems[0].paired:
+        return "(no passage scores)"
+    header = ["k", "inputs", "src words"] + [f"{s.name} {col}" for s in systems for col in ("BLEU", "×k=1 [95% CI]")]
+    rows = []
+    for i, p in enumerate(systems[0].paired):
+        row = [str(p.k), str(p.inputs), f"{p.mean_src_words:.1f}"]
+        for s in systems:
+            q = s.paired[i]
+            ratio = "-" if q.ratio is None else f"{q.ratio:.3f}"
+            if q.ci_low is not None:
+                ratio += f" [{q.ci_low:.3f}, {q.ci_high:.3f}]"
+            row += [f"{q.bleu:.1f}", ratio]
+        rows.append(row)
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    first = systems[0]
+    how = (f"95% CI: paired bootstrap over the {first.windows} windows, {first.n_boot} resamples (seed {first.seed + 2})"
+           if first.n_boot else "no intervals (bootstrap 0)")
+    return "\n".join(["The same verses alone (k=1) and inside passages of k verses: BLEU, and BLEU ÷ BLEU at k=1", "",
+                      *lines, "", how])
+
+
 def _score_rows(systems: Sequence[SystemScore], buckets_of: Callable[[SystemScore], list[BucketScore]],
                 first: str) -> list[str]:
     header = [first, "n"] + [f"{s.name} {col}" for s in systems for col in ("BLEU [95% CI]", "chrF", "len")]
@@ -344,7 +446,7 @@ def _score_rows(systems: Sequence[SystemScore], buckets_of: Callable[[SystemScor
 
 
 CSV_COLUMNS = ["system", "bucket", "low", "high", "count", "bleu", "ci_low", "ci_high", "chrf", "ratio",
-               "length_of", "bleu_signature", "chrf_signature"]
+               "to_k1", "to_k1_ci_low", "to_k1_ci_high", "length_of", "bleu_signature", "chrf_signature"]
 
 
 def write_csv(systems: Sequence[SystemScore], path: Path) -> Path:
@@ -357,10 +459,14 @@ def write_csv(systems: Sequence[SystemScore], path: Path) -> Path:
         for s in systems:
             common = {"system": s.name, "length_of": s.length_of,
                       "bleu_signature": s.bleu_signature, "chrf_signature": s.chrf_signature}
-            for b in s.buckets + s.by_k:  # by_k rows are labelled k=1, k=2, ...
+            paired = {p.k: p for p in s.paired}
+            for b in s.buckets + s.by_k:  # by_k rows are labelled k=1, k=2, ... and carry the paired ratio
+                p = paired.get(b.low) if b.label.startswith("k=") else None
                 writer.writerow({**common, "bucket": b.label, "low": b.low, "high": b.high,
                                  "count": b.count, "bleu": b.bleu, "ci_low": b.ci_low,
-                                 "ci_high": b.ci_high, "chrf": b.chrf, "ratio": b.ratio})
+                                 "ci_high": b.ci_high, "chrf": b.chrf, "ratio": b.ratio,
+                                 **({"to_k1": p.ratio, "to_k1_ci_low": p.ci_low, "to_k1_ci_high": p.ci_high}
+                                    if p else {})})
             writer.writerow({**common, "bucket": "all", "low": "", "high": "", "count": s.count,
                              "bleu": s.bleu, "ci_low": "", "ci_high": "", "chrf": s.chrf})
     return path
@@ -396,7 +502,8 @@ def load_json(path: Path) -> list[SystemScore]:
     try:
         return [SystemScore(**{**s, "edges": tuple(s["edges"]),
                                "buckets": [BucketScore(**b) for b in s["buckets"]],
-                               "by_k": [BucketScore(**b) for b in s.get("by_k", [])]})
+                               "by_k": [BucketScore(**b) for b in s.get("by_k", [])],
+                               "paired": [PairedRatio(**p) for p in s.get("paired", [])]})
                 for s in data["systems"]]
     except (KeyError, TypeError) as e:
         raise MtkitError(f"{path} has a malformed system entry ({e}); rewrite it with write_json.") from None

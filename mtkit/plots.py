@@ -84,16 +84,38 @@ def plot_training_curves(curves: Sequence[Curve], out: Path) -> Path:
 def plot_length_study(verses: Sequence[SystemScore], passages: Sequence[SystemScore], out: Path) -> Path:
     """Return `out` after drawing the study's two panels side by side, on one BLEU scale.
 
-    (a) BLEU by source length on single verses; (b) BLEU by input length on passages of the same
-    verses joined, where content is the same at every length.
+    (a) BLEU by source length on single verses (different verses in each bucket); (b) the paired curve:
+    BLEU of the same verses translated alone and inside passages of k verses, at the mean input length of
+    each k, with the paired band BLEU_1 × [the 95% window-bootstrap interval of BLEU_k / BLEU_1].
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), layout="constrained", sharey=True)
-    _draw_bleu_by_length(left, verses, "(a) single verses: BLEU by source length")
-    ks = [b.low for b in passages[0].by_k] if passages else []
-    joined = f"{min(ks)}-{max(ks)} " if ks else ""
-    _draw_bleu_by_length(right, passages, f"(b) passages of {joined}consecutive verses: BLEU by input length")
-    right.set_xlabel(right.get_xlabel().replace("sentence length", "input length").replace("sentences", "inputs"))
+    _draw_bleu_by_length(left, verses, "(a) single verses: BLEU by source length (other verses in each bucket)")
+    _draw_paired(right, passages)
     return _save(fig, out)
+
+
+def _draw_paired(ax: plt.Axes, systems: Sequence[SystemScore]) -> None:
+    if not systems or not systems[0].paired:
+        raise MtkitError("the paired panel needs passage scores with paired ratios (mtkit eval --passages)")
+    for system in systems:
+        x = np.array([p.mean_src_words for p in system.paired])
+        bleu = np.array([p.bleu for p in system.paired])
+        base = system.paired[0].bleu  # k = 1
+        nan = float("nan")
+        low = np.array([nan if p.ci_low is None else base * p.ci_low for p in system.paired])
+        high = np.array([nan if p.ci_high is None else base * p.ci_high for p in system.paired])
+        (line,) = ax.plot(x, bleu, marker="o", label=system.name)
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    first = systems[0].paired
+    ax.set_xticks([p.mean_src_words for p in first],
+                  [f"k={p.k}\n{p.mean_src_words:.0f} words" for p in first])
+    ax.set_xlabel(f"verses per input (mean source words); the same {first[0].inputs} verses of "
+                  f"{systems[0].windows} windows at every k")
+    ax.set_ylabel("BLEU")
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title="shaded: BLEU(k=1) × 95% paired interval of BLEU(k)/BLEU(k=1)")
+    ax.set_title("(b) the same verses alone and inside passages of k consecutive verses")
 
 
 def _draw_bleu_by_length(ax: plt.Axes, systems: Sequence[SystemScore], title: str) -> None:

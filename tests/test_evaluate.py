@@ -170,13 +170,97 @@ def test_passages_by_k_score_each_k_apart_with_length_ratios():
     joined = [" ".join(verses[:2]), " ".join(verses[2:])]
     refs = verses + joined
     hyps = verses + [" ".join(verses[0].split()[:3]), " ".join(verses[2].split()[:2])]  # k=2: short outputs
-    system = evaluate_passages("m", refs, hyps, refs, [1, 1, 1, 1, 2, 2], edges=(5, 10), n_boot=20)
+    system = evaluate_passages("m", refs, hyps, refs, [1, 1, 1, 1, 2, 2], [0, 0, 1, 1, 0, 1], edges=(5, 10), n_boot=20)
     k1, k2 = system.by_k
     assert (k1.label, k1.count, k2.label, k2.count) == ("k=1", 4, "k=2", 2)
     assert k1.bleu == pytest.approx(100.0) and k1.ratio == pytest.approx(1.0)
     assert k2.bleu < 10 and k2.ratio == pytest.approx(5 / 21)  # 3 + 2 output words for 12 + 9 reference words
     assert sum(b.count for b in system.buckets) == 6 and system.count == 6
-    assert load_json(write_json([system], tmp_json())) == [system]  # by_k survives the JSON round trip
+    assert load_json(write_json([system], tmp_json())) == [system]  # by_k and paired survive the JSON round trip
+    assert [p.k for p in system.paired] == [1, 2] and system.paired[1].ratio == pytest.approx(k2.bleu / 100)
+
+
+# A passage set built in code: `n` windows of 12 made-up verses, cut at k = 1..4 as the study cuts them.
+WORDS = [f"w{i}" for i in range(400)]
+
+
+def passage_set(n: int, seed: int = 0):
+    import random
+
+    rng = random.Random(seed)
+    srcs, ks, windows = [], [], []
+    for w in range(n):
+        verses = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))) for _ in range(12)]
+        for k in (1, 2, 3, 4):
+            for g in range(12 // k):
+                srcs.append(" ".join(verses[g * k:(g + 1) * k]))
+                ks.append(k)
+                windows.append(w)
+    return srcs, ks, windows
+
+
+def garble(line: str) -> str:
+    """Keep every other word: an output that loses half its content."""
+    return " ".join(line.split()[::2])
+
+
+def test_identical_outputs_at_every_k_give_a_paired_ratio_of_exactly_one():
+    from mtkit.evaluate import evaluate_passages
+
+    srcs, ks, windows = passage_set(30)
+    system = evaluate_passages("m", srcs, srcs, srcs, ks, windows, n_boot=200)
+    assert system.windows == 30
+    for p in system.paired:
+        assert p.ratio == 1.0 and p.ci_low == 1.0 and p.ci_high == 1.0
+    assert [p.inputs for p in system.paired] == [360, 180, 120, 90]
+    assert system.paired[3].mean_src_words == pytest.approx(4 * system.paired[0].mean_src_words)
+
+
+def test_a_fall_planted_in_half_the_windows_is_found_and_none_is_found_without_it():
+    from mtkit.evaluate import evaluate_passages
+
+    srcs, ks, windows = passage_set(60)
+    # Outputs lose half their words at k = 4 in the even windows only; k = 1..3 are exact.
+    hyps = [garble(s) if k == 4 and w % 2 == 0 else s for s, k, w in zip(srcs, ks, windows)]
+    p1, p2, p3, p4 = evaluate_passages("m", srcs, hyps, srcs, ks, windows, n_boot=500).paired
+    assert p2.ratio == p3.ratio == 1.0
+    assert p4.ratio < 0.8 and p4.ci_high < 0.9 and p4.ci_low < p4.ratio < p4.ci_high
+    # The same outputs with the garbled windows at k = 1 instead: the fall is at k = 1, so k = 4 rises.
+    hyps = [garble(s) if k == 1 and w % 2 == 0 else s for s, k, w in zip(srcs, ks, windows)]
+    assert evaluate_passages("m", srcs, hyps, srcs, ks, windows, n_boot=500).paired[3].ci_low > 1.0
+    # The same fall in every window: the windows agree, so the interval is far narrower than with half.
+    hyps = [garble(s) if k == 4 else s for s, k in zip(srcs, ks)]
+    every = evaluate_passages("m", srcs, hyps, srcs, ks, windows, n_boot=500).paired[3]
+    assert every.ratio < p4.ratio and (every.ci_high - every.ci_low) < (p4.ci_high - p4.ci_low) / 3
+
+
+def test_the_window_bootstrap_never_splits_a_windows_inputs():
+    import numpy as np
+
+    from mtkit.evaluate import window_counts
+
+    _, ks, windows = passage_set(25)
+    counts = window_counts(windows, 300, np.random.default_rng(0))  # (300, N)
+    assert counts.shape == (300, len(windows))
+    windows = np.asarray(windows)
+    for w in range(25):  # every input of a window (every k) is drawn as often as the window
+        mine = counts[:, windows == w]
+        assert (mine == mine[:, :1]).all()
+    per_resample = np.array([[counts[b, windows == w][0] for w in range(25)] for b in range(300)])
+    assert (per_resample.sum(axis=1) == 25).all()  # each resample draws 25 windows
+    assert per_resample.max() > 1 and (per_resample == 0).any()  # with replacement
+
+
+def test_paired_ratios_refuse_a_passage_set_that_is_not_paired():
+    from mtkit.evaluate import evaluate_passages
+
+    srcs, ks, windows = passage_set(3)
+    with pytest.raises(MtkitError, match="no k = 1"):
+        keep = [i for i, k in enumerate(ks) if k != 1]
+        evaluate_passages("m", *[[srcs[i] for i in keep]] * 3, [ks[i] for i in keep], [windows[i] for i in keep])
+    with pytest.raises(MtkitError, match=r"windows \[2\] have no inputs of k = 4"):
+        keep = [i for i, (k, w) in enumerate(zip(ks, windows)) if not (k == 4 and w == 2)]
+        evaluate_passages("m", *[[srcs[i] for i in keep]] * 3, [ks[i] for i in keep], [windows[i] for i in keep])
 
 
 def tmp_json():

@@ -1,8 +1,10 @@
 import struct
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from mtkit.errors import MtkitError
 from mtkit.evaluate import BucketScore, SystemScore
 from mtkit.plots import (merge_subwords, plot_alignment_lines, plot_attention_heatmap,
                          plot_bleu_by_length, plot_length_study, text_grid)
@@ -35,13 +37,32 @@ def test_bleu_by_length_png(tmp_path):
     assert out.exists() and png_size(out) == (1200, 750)  # 8 × 5 in at 150 dpi
 
 
-def test_length_study_has_two_panels_side_by_side(tmp_path):
+def paired_system(name: str, bleus: list[float], intervals: list[tuple[float, float]]) -> SystemScore:
+    from mtkit.evaluate import PairedRatio
+
+    paired = [PairedRatio(k, 120 // k, 22.0 * k, b, b / bleus[0], lo, hi, None, None, None)
+              for k, b, (lo, hi) in zip((1, 2, 3), bleus, intervals)]
+    return replace(system(name, bleus), paired=paired, windows=10)
+
+
+def test_length_study_has_two_panels_side_by_side_and_draws_the_paired_curve(tmp_path):
     verses = [system("a", [20.0, 18.0, 15.0]), system("b", [30.0, 31.0, 29.0])]
-    passages = [system("a", [19.0, 12.0, 6.0]), system("b", [29.0, 28.0, 27.0])]
+    passages = [paired_system("a", [20.0, 15.0, 10.0], [(1, 1), (0.7, 0.8), (0.45, 0.55)]),
+                paired_system("b", [30.0, 29.0, 29.5], [(1, 1), (0.95, 0.99), (0.96, 1.01)])]
     out = plot_length_study(verses, passages, tmp_path / "study.png")
     assert png_size(out) == (2100, 750)  # 14 × 5 in at 150 dpi
-    with pytest.raises(ValueError):
-        plot_length_study(verses, [], tmp_path / "none.png")
+    from matplotlib.figure import Figure
+
+    from mtkit.plots import _draw_paired
+
+    ax = Figure().subplots()
+    _draw_paired(ax, passages)
+    # x: mean source words at each k, y: BLEU of the same verses; the band is BLEU(k=1) × the ratio's interval
+    assert ax.lines[0].get_xydata().tolist() == [[22.0, 20.0], [44.0, 15.0], [66.0, 10.0]]
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(20.0 * 0.45) and band[:, 1].max() == pytest.approx(20.0)
+    with pytest.raises(MtkitError, match="paired ratios"):
+        plot_length_study(verses, [system("a", [1.0, 2.0, 3.0])], tmp_path / "none.png")
 
 
 def test_heatmap_png_grows_with_tokens(tmp_path):
