@@ -80,15 +80,19 @@ def test_update_checks_each_key_once_as_a_file_would(tmp_path):
         update(cfg, {"decode.beam": 0})
     with pytest.raises(MtkitError, match="`eval.length_of`: got 'tgt'; expected one of 'src', 'ref'"):
         update(cfg, {"eval.length_of": "tgt"})
+
+
 def test_passages_and_joined_training_are_off_by_default_and_on_in_the_study():
     data = Config().data
     assert (data.passage_windows, data.join_train_max_k, data.ref_column) == (0, 1, None)
     configs = Path(__file__).resolve().parents[1] / "configs"
-    for name in ("bible_rnnencdec", "bible_rnnsearch"):
-        study = load_config(configs / f"{name}.yaml").data
-        assert study.passage_windows > 0 and study.passage_max_k == study.join_train_max_k == 3, name
-    encdec, search = load_config(configs / "bible_rnnencdec.yaml"), load_config(configs / "bible_rnnsearch.yaml")
-    assert encdec.data == search.data and encdec.seed == search.seed  # both models get exactly the same data
+    study = [load_config(configs / f"bible_{name}.yaml") for name in ("rnnencdec", "rnnsearch", "transformer")]
+    for cfg in study:
+        assert cfg.data.passage_windows > 0 and cfg.data.passage_max_k == cfg.data.join_train_max_k == 4, cfg.run_dir
+        # one budget principle for all three: the same CPU time, no wall-time or step budget beside it
+        assert (cfg.train.max_cpu_minutes, cfg.train.max_minutes, cfg.train.max_steps) == (30, None, None)
+    # all three models get exactly the same data
+    assert all(cfg.data == study[0].data and cfg.seed == study[0].seed for cfg in study)
 
 
 @pytest.mark.parametrize("setting, expected", [

@@ -25,33 +25,34 @@ def test_reproduce_pipeline_at_tiny_scale(tmp_path):
                           capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     results = tmp_path / "results"
+    names = ["rnnencdec", "rnnsearch", "transformer"]
     scores = json.loads((results / "scores.json").read_text())
-    assert [s["name"] for s in scores["systems"]] == ["rnnencdec", "rnnsearch"]
+    assert [s["name"] for s in scores["systems"]] == names
     assert (results / "bleu_by_length.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (results / "summary.md").read_text()
-    assert "RNNencdec(gru" in summary and "RNNsearch(gru" in summary and "41–60" in summary
-    overlap = (results / "overlap_by_length.txt").read_text().splitlines()
-    assert overlap[1].startswith("mean overlap") and sum("bible_rnnencdec" in line for line in overlap) == 3
-    assert (results / "bleu_by_length_high_overlap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    passages = json.loads((results / "passages_scores.json").read_text())["systems"]
-    assert [[b["label"] for b in s["by_k"]] for s in passages] == [["k=1", "k=2", "k=3"]] * 2
-    assert [b["count"] for b in passages[0]["by_k"]] == [1500, 750, 500]  # 250 windows of 6 verses
-    assert (results / "length_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "(b) passages" in summary and "Criteria stated before the run" in summary
-    assert summary.count("PASS") + summary.count("MISS") == 3
-    for run in ("bible_rnnencdec", "bible_rnnsearch"):
-        assert (tmp_path / "runs" / run / "best.pt").is_file()
-    # `make transformer`: the third line, trained alone and scored beside the two RNN runs just made
-    done = subprocess.run(["bash", str(ROOT / "scripts/reproduce.sh"), *tiny], cwd=tmp_path,
-                          env={**env, "STUDY": "transformer"}, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-    results = tmp_path / "results" / "transformer"
-    scores = json.loads((results / "scores.json").read_text())
-    assert [s["name"] for s in scores["systems"]] == ["rnnencdec", "rnnsearch", "transformer"]
-    summary = (results / "summary.md").read_text()
     assert summary.startswith("# BLEU by sentence length: RNNencdec vs RNNsearch vs Transformer")
-    assert "Transformer(3+3 layers, d 128" in summary and "- Transformer, long/short ≥ 0.85" in summary
-    assert summary.count("PASS") + summary.count("MISS") == 5
-    assert (results / "length_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "RNNencdec(gru" in summary and "RNNsearch(gru" in summary and "Transformer(3+3 layers, d 128" in summary
+    overlap = (results / "overlap_by_length.txt").read_text().splitlines()
+    assert overlap[1].startswith("mean overlap")
+    assert all(sum(f"bible_{name}" in line for line in overlap) == 3 for name in names)
+    assert (results / "bleu_by_length_high_overlap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (results / "training_curves.md").read_text().count("| bible_") == 3
-    assert sum("bible_transformer" in line for line in (results / "overlap_by_length.txt").read_text().splitlines()) == 3
+    passages = json.loads((results / "passages_scores.json").read_text())["systems"]
+    assert [[b["label"] for b in s["by_k"]] for s in passages] == [["k=1", "k=2", "k=3", "k=4"]] * 3
+    assert [b["count"] for b in passages[0]["by_k"]] == [1800, 900, 600, 450]  # 150 windows of 12 verses
+    assert [[p["k"] for p in s["paired"]] for s in passages] == [[1, 2, 3, 4]] * 3 and passages[0]["windows"] == 150
+    words = [p["mean_src_words"] for p in passages[0]["paired"]]
+    assert words[3] == pytest.approx(4 * words[0]) and 80 < words[3] < 100
+    assert "k=1" in (results / "passages_table.txt").read_text().splitlines()[2]
+    assert (results / "length_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## The headline: the same verses alone and inside passages" in summary
+    assert "Criteria stated before the run" in summary and "Secondary view" in summary
+    verdicts = [line for line in summary.splitlines() if line.endswith(("PASS", "MISS")) or "— MISS:" in line]
+    assert [line.split(":")[0] for line in verdicts[:4]] == ["- direction"] * 3 + ["- size"]
+    assert len(verdicts) == 4 + 5  # the paired criteria, then the earlier bucket criteria
+    for name in names:
+        assert (tmp_path / "runs" / f"bible_{name}" / "best.pt").is_file()
+    # The seeds' spread reads any results directories; the same run twice has no spread.
+    spread = subprocess.run([sys.executable, str(ROOT / "scripts/seed_spread.py"), str(results), str(results)],
+                            capture_output=True, text=True, check=True).stdout
+    assert spread.count("| rnnencdec |") == 3 and "| 0.000 |" in spread

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The length study rerun with N other training seeds (train.seed = 1..N; the data split and passage windows stay),
+# one `scripts/reproduce.sh` each, then the spread of each model's paired ratios over those runs and the main run
+# in results/ when it is there: results/seeds.md. Each seed takes as long as `make reproduce` (about an hour).
+#   bash scripts/seeds.sh 2     # `make seeds SEEDS=2`
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+N=${1:?usage: scripts/seeds.sh N [--set key=value ...] (N: how many seeds besides the main run)}
+shift
+OUT=${OUT:-results}
+for seed in $(seq 1 "$N"); do
+  if [ -f "$OUT/seed$seed/summary.md" ]; then
+    echo "== seed $seed: done before ($OUT/seed$seed/summary.md); delete it to run again"
+  else
+    echo "== seed $seed"
+    SEED=$seed bash "$ROOT/scripts/reproduce.sh" "$@"
+  fi
+done
+dirs=()
+if [ -f "$OUT/passages_scores.json" ]; then dirs+=("$OUT"); fi
+for seed in $(seq 1 "$N"); do dirs+=("$OUT/seed$seed"); done
+"$PYTHON" "$ROOT/scripts/seed_spread.py" "${dirs[@]}" | tee "$OUT/seeds.md"
