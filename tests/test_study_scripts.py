@@ -47,6 +47,25 @@ def test_within_bucket_shuffle_is_a_permutation_that_keeps_every_line_in_its_buc
     assert all(bucket[i] == bucket[j] for i, j in enumerate(order))
 
 
+def test_paired_verdict_passes_and_misses_on_the_stated_thresholds():
+    from mtkit.evaluate import PairedRatio
+
+    summarize = script("summarize")
+
+    def p(ratio, low, high):
+        return PairedRatio(4, 450, 90.0, 10.0, ratio, low, high, None, None, None)
+
+    lines = summarize.paired_verdict({"encdec": p(0.55, 0.50, 0.60), "search": p(0.97, 0.93, 1.01),
+                                      "transformer": p(0.93, 0.90, 0.95)})
+    assert [line.split(":")[0] for line in lines] == ["- direction", "- direction", "- direction", "- size"]
+    assert [line.rsplit("— ", 1)[1] for line in lines] == ["PASS", "PASS", "PASS", "PASS"]
+    # The interval's upper end decides direction, the point value decides size; no interval cannot pass.
+    lines = summarize.paired_verdict({"encdec": p(0.76, 0.71, 0.9), "search": p(0.9, 0.85, 0.949),
+                                      "transformer": p(0.9, None, None)})
+    assert [line.rsplit("— ", 1)[1] for line in lines] == ["MISS", "MISS", "MISS", "MISS"]
+    assert "0.760 [0.710, 0.900]" in lines[0] and "no interval" in lines[2]
+
+
 def test_verdict_passes_and_misses_on_the_stated_thresholds():
     from mtkit.evaluate import BucketScore
 
@@ -58,17 +77,17 @@ def test_verdict_passes_and_misses_on_the_stated_thresholds():
     short, long = summarize.SHORT, summarize.LONG
     encdec = {short: b(short, 20.0, 18.0, 22.0), long: b(long, 11.0, 10.0, 12.0)}  # 0.55, intervals apart
     search = {short: b(short, 30.0, 28.0, 32.0), long: b(long, 27.0, 25.0, 29.0)}  # 0.90
-    lines = summarize.verdict({"encdec": encdec, "search": search},
+    lines = summarize.bucket_verdict({"encdec": encdec, "search": search},
                               {"encdec": [encdec[short], encdec[long]], "search": [search[short], search[long]]})
     assert [line.rsplit("— ", 1)[1] for line in lines] == ["PASS", "PASS", "PASS"]
     near = {short: encdec[short], long: b(long, 11.0, 10.0, 18.5)}  # 0.55 but the intervals overlap
     weak = {short: search[short], long: b(long, 25.0, 23.0, 27.0)}  # 0.83
-    lines = summarize.verdict({"encdec": near, "search": weak},
+    lines = summarize.bucket_verdict({"encdec": near, "search": weak},
                               {"encdec": [near[long]], "search": [b(long, 10.0, 9.0, 11.0)]})
     assert lines[0].endswith("MISS") and lines[1].endswith("MISS") and "MISS: not in 41-60" in lines[2]
     # a Transformer is judged by the same two bars as RNNsearch, beside it
     flat = {short: b(short, 25.0, 23.0, 27.0), long: b(long, 24.0, 22.0, 26.0)}  # 0.96
-    lines = summarize.verdict({"encdec": encdec, "search": search, "transformer": flat},
+    lines = summarize.bucket_verdict({"encdec": encdec, "search": search, "transformer": flat},
                               {"encdec": [encdec[long]], "search": [search[long]], "transformer": [flat[long]]})
     assert [line.split(",")[0].split(" above")[0] for line in lines] == \
         ["- RNNencdec", "- RNNsearch", "- RNNsearch", "- Transformer", "- Transformer"]
