@@ -150,6 +150,8 @@ def eval_(
     passages: bool = typer.Option(False, "--passages", help="Score each run on its passage set (data.passage_windows): "
                                   "the same verses alone and joined into passages of k verses, each k against k=1 "
                                   "with a 95% interval that resamples whole windows."),
+    forced: bool = typer.Option(False, "--forced", help="With --passages: no search, the teacher-forced loss of "
+                                "each verse alone and as the first, middle or last verse of a k-verse passage."),
     src: Optional[Path] = typer.Option(None, help="Source file, to score system outputs given with --hyp."),
     ref: Optional[Path] = typer.Option(None, help="Reference file (with --src and --hyp)."),
     hyp: List[Path] = typer.Option([], help="System output file (repeatable)."),
@@ -174,6 +176,18 @@ def eval_(
         raise MtkitError(f"--edges {edges!r}: give increasing whole numbers separated by commas, e.g. 10,20,30") from None
     settings = dict(edges=bucket_edges, length_of=length_of, bootstrap=bootstrap if by_length or passages else 0,
                     seed=seed)
+    if forced and not passages:
+        raise MtkitError("--forced measures the passage set's verses by position; add --passages")
+    if passages and forced:
+        from mtkit.plots import plot_position_losses
+
+        losses = compare.compare_passage_losses(run, name, checkpoint, bootstrap, seed)
+        typer.echo(evaluate.format_position_table(losses))
+        out_dir = out or compare.default_out_dir(run)
+        for path in (evaluate.write_position_json(losses, out_dir / "passages_forced.json"),
+                     plot_position_losses(losses, out_dir / "passages_forced.png")):
+            typer.echo(f"wrote {path}", err=True)
+        return
     if passages:
         if hyp or src or ref:
             raise MtkitError("--passages scores runs on their own passage sets; drop --src/--ref/--hyp")

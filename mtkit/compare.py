@@ -15,7 +15,9 @@ from typing import NamedTuple, Sequence
 from mtkit.config import Config, EvalConfig, load_config, update
 from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
-from mtkit.evaluate import SystemScore, evaluate_passages, evaluate_system, write_csv, write_json
+from mtkit.evaluate import (PositionLoss, SystemScore, evaluate_passages, evaluate_system, position_losses,
+                            write_csv, write_json)
+from mtkit.forced import model_scorer, passage_verse_losses
 from mtkit.runs import LATEST, prepared_dir, read_latest, resolve_checkpoint
 from mtkit.translate import Translator
 
@@ -155,6 +157,36 @@ def compare_passages(runs: Sequence[Path] = (), names: Sequence[str] = (), check
         systems.append(evaluate_passages(label, out.srcs, out.hyps, out.refs, out.ks, out.windows, s.edges,
                                          s.length_of, s.bootstrap, s.bootstrap_seed))
     return systems
+
+
+def compare_passage_losses(runs: Sequence[Path] = (), names: Sequence[str] = (), checkpoint: str = "best",
+                           bootstrap: int | None = None, seed: int | None = None) -> dict[str, list[PositionLoss]]:
+    """Return each run's teacher-forced loss increase per k and position in a passage over the same verses alone.
+
+    No search is involved: each passage input's reference is fed to the model and the NLL of each of its verses'
+    pieces read off (see `mtkit.forced`). Intervals resample windows (`eval.bootstrap` resamples).
+    """
+    runs = list(runs) or [read_latest()]
+    if names and len(names) != len(runs):
+        raise MtkitError(f"--name given {len(names)} times for {len(runs)} runs; give one per run")
+    s = eval_settings(runs, bootstrap=bootstrap, seed=seed)
+    labels = list(names) or [Path(r).resolve().name for r in runs]
+    losses = {}
+    for label, run in zip(labels, runs):
+        prepared = prepared_dir(run)
+        table = prepared / "passages.tsv"
+        if not table.is_file():
+            raise MtkitError(f"{run}: its prepared data {prepared} has no passage set; set data.passage_windows "
+                             "(e.g. 150) in the run's config, prepare and train again")
+        rows = [row.split("\t") for row in read_lines(table)[1:]]  # columns: ref, window, k, group
+        translator = Translator.from_checkpoint(resolve_checkpoint(run, checkpoint))
+        scorer = model_scorer(translator.model, translator.cfg.train.batch_tokens, translator.device)
+        log.info("%s: teacher-forced losses of %d passage inputs", run, len(rows))
+        records = passage_verse_losses(translator.tokenizer, scorer, read_lines(prepared / "passages.src"),
+                                       read_lines(prepared / "passages.tgt"), [int(r[2]) for r in rows],
+                                       [int(r[1]) for r in rows], [int(r[3]) for r in rows])
+        losses[label] = position_losses(records, s.bootstrap, s.bootstrap_seed)
+    return losses
 
 
 def default_out_dir(runs: Sequence[Path], hyps: Sequence[Path] = ()) -> Path:

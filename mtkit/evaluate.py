@@ -326,6 +326,97 @@ def paired_ratios(stats: _LineStats, ks: Sequence[int], windows: Sequence[int], 
     return out
 
 
+@dataclass(frozen=True)
+class PositionLoss:
+    """The same verses' teacher-forced loss alone and at one position of a k-verse passage, paired by window.
+
+    Losses are nats per reference piece (eos excluded), pooled over the verses: summed NLL ÷ summed pieces.
+    The interval of `increase` resamples whole windows, both losses on the same resample.
+    """
+
+    k: int
+    position: str  # "first", "middle" or "last"
+    verses: int
+    alone: float
+    loss: float
+    increase: float  # loss - alone
+    ci_low: float | None
+    ci_high: float | None
+
+
+POSITIONS = ("first", "middle", "last")
+
+
+def position_losses(records: Sequence, n_boot: int = DEFAULTS.bootstrap,
+                    seed: int = DEFAULTS.bootstrap_seed) -> list[PositionLoss]:
+    """Return one PositionLoss per k > 1 and position, from per-verse records (window, verse, k, position, nll, tokens).
+
+    `records` are `mtkit.forced.VerseLoss` or anything with those fields; every verse must be there alone (k = 1).
+    """
+    alone = {(r.window, r.verse): r for r in records if r.k == 1}
+    windows = sorted({r.window for r in records})
+    rank = {w: i for i, w in enumerate(windows)}
+    counts = window_counts(windows, n_boot, np.random.default_rng(seed)) if n_boot > 0 else None  # (n_boot, W)
+    out = []
+    for k in sorted({r.k for r in records} - {1}):
+        for position in POSITIONS:
+            rows = [r for r in records if r.k == k and r.position == position]
+            if not rows:
+                continue
+            missing = [(r.window, r.verse) for r in rows if (r.window, r.verse) not in alone]
+            if missing:
+                raise MtkitError(f"verses {missing[:3]} have no loss alone (k=1): every verse must be read alone too")
+            base = [alone[(r.window, r.verse)] for r in rows]
+            # (4, N): this position's NLL and pieces, the same verses' alone; summed per window below
+            sums = np.array([[r.nll for r in rows], [r.tokens for r in rows],
+                             [b.nll for b in base], [b.tokens for b in base]], dtype=np.float64)
+            which = np.array([rank[r.window] for r in rows])
+            per_window = np.zeros((4, len(windows)))
+            np.add.at(per_window, (slice(None), which), sums)                      # (4, W)
+            total = per_window.sum(axis=1)
+            loss, base_loss = total[0] / total[1], total[2] / total[3]
+            low = high = None
+            if counts is not None:
+                drawn = counts @ per_window.T                                      # (n_boot, 4)
+                diffs = drawn[:, 0] / drawn[:, 1] - drawn[:, 2] / drawn[:, 3]
+                low, high = (float(x) for x in np.percentile(diffs, [2.5, 97.5]))
+            out.append(PositionLoss(k, position, len(rows), float(base_loss), float(loss), float(loss - base_loss),
+                                    low, high))
+    return out
+
+
+def format_position_table(losses: dict[str, list[PositionLoss]]) -> str:
+    """Return a terminal table: per k and position, each system's loss increase over alone [95% paired CI]."""
+    names = list(losses)
+    if not names or not losses[names[0]]:
+        return "(no passage losses)"
+    header = ["k", "position", "verses"] + [f"{name} alone → here (+increase [95% CI])" for name in names]
+    rows = []
+    for i, p in enumerate(losses[names[0]]):
+        row = [str(p.k), p.position, str(p.verses)]
+        for name in names:
+            q = losses[name][i]
+            cell = f"{q.alone:.3f} → {q.loss:.3f} ({q.increase:+.3f}"
+            cell += ")" if q.ci_low is None else f" [{q.ci_low:+.3f}, {q.ci_high:+.3f}])"
+            row.append(cell)
+        rows.append(row)
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in [header, *rows]]
+    return "\n".join(["Teacher-forced loss of the same verses alone and inside passages (nats per reference piece)",
+                      "", *lines, "", "95% CI: paired bootstrap over windows"])
+
+
+def write_position_json(losses: dict[str, list[PositionLoss]], path: Path) -> Path:
+    """Write each system's position losses as JSON; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": "mtkit-position-losses", "version": 1,
+            "systems": [{"name": name, "losses": [asdict(p) for p in rows]} for name, rows in losses.items()]}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def _bleu_cell(b: BucketScore) -> str:
     if b.bleu is None:
         return "-"

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mtkit.errors import MtkitError  # noqa: E402
-from mtkit.evaluate import SystemScore  # noqa: E402
+from mtkit.evaluate import PositionLoss, SystemScore  # noqa: E402
 
 WORD_START = "\u2581"  # SentencePiece's "▁" marks a piece that begins a word
 DPI = 150
@@ -116,6 +116,32 @@ def _draw_paired(ax: plt.Axes, systems: Sequence[SystemScore]) -> None:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(title="shaded: BLEU(k=1) × 95% paired interval of BLEU(k)/BLEU(k=1)")
     ax.set_title("(b) the same verses alone and inside passages of k consecutive verses")
+
+
+def plot_position_losses(losses: dict[str, Sequence[PositionLoss]], out: Path) -> Path:
+    """Return `out` after drawing each system's loss increase over "alone" per k and position, with 95% intervals."""
+    names = list(losses)
+    if not names or not losses[names[0]]:
+        raise MtkitError("plotting position losses needs at least one system with passage losses")
+    slots = [(p.k, p.position) for p in losses[names[0]]]
+    x = np.arange(len(slots))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(slots) + 2), 4.5), layout="constrained")
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        rows = losses[name]
+        y = np.array([p.increase for p in rows])
+        low = np.array([p.increase if p.ci_low is None else p.ci_low for p in rows])
+        high = np.array([p.increase if p.ci_high is None else p.ci_high for p in rows])
+        ax.errorbar(x + (i - (len(names) - 1) / 2) * width, y, yerr=[y - low, high - y], fmt="o", capsize=3,
+                    label=name)
+    ax.axhline(0.0, color="0.5", linewidth=0.8)
+    ax.set_xticks(x, [f"k={k}\n{position}" for k, position in slots])
+    ax.set_xlabel("verses per input, and where in the passage the verse stands")
+    ax.set_ylabel("loss increase over the verse alone\n(nats per reference piece)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title="bars: 95% paired window bootstrap")
+    ax.set_title("Teacher-forced loss of the same verses inside passages, by position")
+    return _save(fig, out)
 
 
 def _draw_bleu_by_length(ax: plt.Axes, systems: Sequence[SystemScore], title: str) -> None:

@@ -201,6 +201,21 @@ def test_eval_passages_scores_the_same_lines_alone_and_joined(project, monkeypat
     assert len(lines_of(next(joined))) == 15  # translations cached beside the test split's
 
 
+def test_eval_passages_forced_measures_each_verse_alone_and_in_place(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    result = mtkit("eval", "--passages", "--forced", "--bootstrap", "50", "--out", "out/forced")
+    assert result.code == 0, result
+    assert "Teacher-forced loss" in result.stdout and "first" in result.stdout and "last" in result.stdout
+    system = json.loads((project.root / "out/forced/passages_forced.json").read_text())["systems"][0]
+    assert system["name"] == "tiny"
+    assert [(p["k"], p["position"], p["verses"]) for p in system["losses"]] == [(2, "first", 5), (2, "last", 5)]
+    for p in system["losses"]:
+        assert p["alone"] > 0 and p["increase"] == pytest.approx(p["loss"] - p["alone"])
+        assert p["ci_low"] <= p["increase"] <= p["ci_high"]
+    assert_png(project.root / "out/forced/passages_forced.png")
+    assert_user_error(mtkit("eval", "--forced"), "--forced measures the passage set's verses by position; add --passages")
+
+
 def test_eval_passages_of_a_run_without_them_says_how_to_get_them(project, monkeypatch, tmp_path):
     monkeypatch.chdir(project.root)
     prepared = json.loads((project.root / "runs/tiny/data.json").read_text())["prepared"]
