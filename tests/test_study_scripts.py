@@ -112,3 +112,18 @@ def test_training_curves_report_the_best_bleu_by_each_minute(tmp_path, capsys, m
     assert "| run | 5.0 | 9.0 | – | – | 9.0 (25.0 min) |" in capsys.readouterr().out
     monkeypatch.setattr("sys.argv", ["training_curves.py", str(tmp_path), "--plot", str(tmp_path / "c.png")])
     assert curves.main() == 2
+
+
+def test_capacity_half_length_is_read_between_bucket_midpoints():
+    from mtkit.evaluate import BucketScore
+
+    capacity = script("capacity")
+
+    def buckets(*bleus):
+        edges = [(0, 10), (11, 20), (21, 30), (31, None)]
+        return [BucketScore(f"{lo}-{hi}", lo, hi, 10, b, None, None, None) for (lo, hi), b in zip(edges, bleus)]
+
+    # midpoints 5.5, 15.5, 25.5, 35.5 (the open bucket ends at 40); 80 → half is 40, reached between 15.5 and 25.5
+    assert capacity.half_length(buckets(80.0, 60.0, 20.0, 10.0), 40) == pytest.approx(15.5 + 10 * (60 - 40) / (60 - 20))
+    assert capacity.half_length(buckets(80.0, 79.0, 70.0, 41.0), 40) is None  # never halves
+    assert capacity.half_length(buckets(None, 50.0, 25.0, 0.0), 40) == pytest.approx(25.5)  # from the first scored
