@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mtkit.errors import MtkitError  # noqa: E402
-from mtkit.evaluate import PositionLoss, SystemScore  # noqa: E402
+from mtkit.errors import MtkitError
+from mtkit.evaluate import PositionLoss, SystemScore
 
 WORD_START = "\u2581"  # SentencePiece's "▁" marks a piece that begins a word
 DPI = 150
@@ -33,12 +31,17 @@ def _as_matrix(weights: Weights, num_tgt: int, num_src: int) -> np.ndarray:
     return matrix  # (T, S)
 
 
-def _save(fig: plt.Figure, out: Path) -> Path:
+def _figure(**kwargs) -> Figure:
+    # A Figure of its own, not pyplot's: it needs no backend, so importing or calling this module leaves the
+    # process's matplotlib backend (a notebook's inline plots) as it was, and nothing is kept open afterwards.
+    return Figure(layout="constrained", **kwargs)
+
+
+def _save(fig: Figure, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # No bbox_inches="tight": the PNG keeps the figure size, so callers know its pixel size.
     fig.savefig(out, dpi=DPI)
-    plt.close(fig)
     return out
 
 
@@ -48,7 +51,8 @@ def plot_bleu_by_length(systems: Sequence[SystemScore], out: Path,
 
     The bucket's sentence count is printed under each x tick label; empty buckets leave a gap.
     """
-    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    fig = _figure(figsize=(8, 5))
+    ax = fig.subplots()
     _draw_bleu_by_length(ax, systems, title)
     return _save(fig, out)
 
@@ -66,7 +70,8 @@ def plot_training_curves(curves: Sequence[Curve], out: Path) -> Path:
     """Return `out` after drawing dev BLEU and dev loss against training minutes, one line per run."""
     if not curves:
         raise ValueError("plotting training curves needs at least one run")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    fig = _figure(figsize=(12, 4.5))
+    left, right = fig.subplots(1, 2)
     for curve in curves:
         (line,) = left.plot(curve.minutes, curve.dev_bleu, marker=".", label=curve.name)
         right.plot(curve.minutes, curve.dev_loss, marker=".", color=line.get_color(), label=curve.name)
@@ -88,13 +93,14 @@ def plot_length_study(verses: Sequence[SystemScore], passages: Sequence[SystemSc
     BLEU of the same verses translated alone and inside passages of k verses, at the mean input length of
     each k, with the paired band BLEU_1 × [the 95% window-bootstrap interval of BLEU_k / BLEU_1].
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5), layout="constrained", sharey=True)
+    fig = _figure(figsize=(14, 5))
+    left, right = fig.subplots(1, 2, sharey=True)
     _draw_bleu_by_length(left, verses, "(a) single verses: BLEU by source length (other verses in each bucket)")
     _draw_paired(right, passages)
     return _save(fig, out)
 
 
-def _draw_paired(ax: plt.Axes, systems: Sequence[SystemScore]) -> None:
+def _draw_paired(ax: Axes, systems: Sequence[SystemScore]) -> None:
     if not systems or not systems[0].paired:
         raise MtkitError("the paired panel needs passage scores with paired ratios (mtkit eval --passages)")
     for system in systems:
@@ -125,7 +131,8 @@ def plot_position_losses(losses: dict[str, Sequence[PositionLoss]], out: Path) -
         raise MtkitError("plotting position losses needs at least one system with passage losses")
     slots = [(p.k, p.position) for p in losses[names[0]]]
     x = np.arange(len(slots))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(slots) + 2), 4.5), layout="constrained")
+    fig = _figure(figsize=(max(6.0, 1.1 * len(slots) + 2), 4.5))
+    ax = fig.subplots()
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         rows = losses[name]
@@ -144,7 +151,7 @@ def plot_position_losses(losses: dict[str, Sequence[PositionLoss]], out: Path) -
     return _save(fig, out)
 
 
-def _draw_bleu_by_length(ax: plt.Axes, systems: Sequence[SystemScore], title: str) -> None:
+def _draw_bleu_by_length(ax: Axes, systems: Sequence[SystemScore], title: str) -> None:
     if not systems:
         raise ValueError("plotting BLEU by length needs at least one SystemScore")
     labels = [b.label for b in systems[0].buckets]
@@ -246,7 +253,8 @@ def plot_attention_heatmap(src_tokens: Sequence[str], tgt_tokens: Sequence[str],
     width = min(40.0, max(num_src * cell + _label_inches(tgt_tokens, fontsize) + 1.6,  # + colour bar
                           _title_inches(title)))
     height = min(40.0, num_tgt * cell + src_room + 0.5 + 0.4 * _title_lines(title))
-    fig, ax = plt.subplots(figsize=(max(width, 3.5), max(height, 2.5)), layout="constrained")
+    fig = _figure(figsize=(max(width, 3.5), max(height, 2.5)))
+    ax = fig.subplots()
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="equal",
                       interpolation="nearest")
     ax.set_xticks(np.arange(num_src), list(src_tokens), fontsize=fontsize,
@@ -281,14 +289,15 @@ def plot_alignment_lines(src_tokens: Sequence[str], tgt_tokens: Sequence[str], w
     width = min(40.0, max(4.0, (0.45 if rotate else 0.75) * longest + 1.0, _title_inches(title)))
     span = max(2.2, width / 5)  # inches between the two rows: wide plots need taller to show angles
     height = span + src_room + tgt_room + 0.3 + 0.4 * _title_lines(title)
-    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    fig = _figure(figsize=(width, height))
+    ax = fig.subplots()
 
     def positions(n: int) -> np.ndarray:
         # Both sides span the same width, so a monotone alignment never crosses itself.
         return np.linspace(0.0, 1.0, n) if n > 1 else np.array([0.5])
 
     src_x, tgt_x = positions(len(src_tokens)), positions(len(tgt_tokens))
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for t, s in sorted(zip(*np.nonzero(matrix >= threshold)), key=lambda ts: matrix[ts]):
         w = float(np.clip(matrix[t, s], 0.0, 1.0))  # strongest lines drawn last, on top
         ax.plot([tgt_x[t], src_x[s]], [0.0, 1.0], color=cmap(0.15 + 0.75 * w),

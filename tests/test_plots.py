@@ -141,3 +141,17 @@ def test_training_curves_draw_bleu_and_loss_against_minutes(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="at least one run"):
         plot_training_curves([], tmp_path / "none.png")
+
+
+def test_importing_and_drawing_leave_the_processs_matplotlib_backend_alone(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, matplotlib; from mtkit.plots import plot_bleu_by_length; "
+            "from mtkit.evaluate import BucketScore, SystemScore; "
+            f"plot_bleu_by_length([SystemScore('a', 1.0, 1.0, 's', 's', 1, [BucketScore('1-10', 0, None, 1, 1.0, None, None, 1.0)])], {str(tmp_path / 'b.png')!r}); "
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**__import__("os").environ, "MPLBACKEND": "svg"})
+    assert done.stdout.split() == ["svg", "False"]  # a notebook's backend survives; pyplot is never loaded
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
