@@ -28,7 +28,7 @@ RUNS=(encdec_d32:32:none encdec_d64:64:none encdec_d128:128:none encdec_d256:256
 train_one() {
   local name=$1 d=$2 kind=$3 run=runs/capacity/$1 resume=()
   if [ -f "$run/last.pt" ]; then
-    if "$PYTHON" -c "import sys; from mtkit.checkpoint import load_checkpoint; sys.exit(0 if load_checkpoint('$run/last.pt').state.finished else 1)"; then
+    if "$PYTHON" -c "import sys; from pathlib import Path; from mtkit.checkpoint import load_checkpoint; sys.exit(0 if load_checkpoint(Path('$run/last.pt')).state.finished else 1)"; then
       echo "$name: finished before"; return 0
     fi
     resume=(--resume)
