@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 from mtkit.checkpoint import load_checkpoint
@@ -133,6 +134,8 @@ def main() -> None:
     systems = {run.resolve().name: score for run, score in zip(args.runs, scores)}
     env = json.loads((args.runs[0] / "environment.json").read_text())
     lines = [f"# BLEU by sentence length: {' vs '.join(NAMES[family(run)] for run in args.runs)}", ""]
+    trained = datetime.fromtimestamp((args.runs[0] / "last.pt").stat().st_mtime, timezone.utc)
+    lines += [f"Run: commit {(env.get('git_commit') or 'unknown')[:7]}, trained {trained:%Y-%m-%d}.", ""]
     lines += ["| model | description | BLEU | chrF | steps (best) | full epochs | train CPU time (wall) | target tok/s |",
               "|---|---|---|---|---|---|---|---|"]
     for run in args.runs:
