@@ -61,10 +61,10 @@ if [ "$PARALLEL" != 1 ]; then
     $MTKIT train "${CONFIGS[$i]}" --overwrite --set "run_dir=${runs[$i]}" "${EXTRA[@]}" 2>"$OUT/train_${names[$i]}.log"
   done
 elif [ "${#CONFIGS[@]}" = 3 ] && [ "$(nproc)" = 2 ]; then
-  # Three models, two cores: each model runs on a core of its own, never time-sliced with another (three
-  # processes sharing two cores each did about half the work per CPU-second, most likely their caches flushed at each
-  # switch). Two queues of CPU_MINUTES * 3/2 each; the third model's budget is split across them, its first
-  # half early on core 1, its second half late on core 0, resumed exactly from its checkpoint:
+  # Three models, two cores: each model runs on a core of its own, never time-sliced with another, so what
+  # it gets does not depend on the scheduler. Two queues of CPU_MINUTES * 3/2 each; the third model's budget is
+  # split across them, its first half early on core 1, its second half late on core 0, resumed exactly from its
+  # checkpoint:
   #   core 0: model 1 (all of it), then model 3 (second half)
   #   core 1: model 3 (first half), then model 2 (all of it)
   half=$(awk "BEGIN {print $CPU_MINUTES / 2}")
