@@ -29,6 +29,9 @@ class DataConfig:
     """Where the parallel corpus comes from and how it is cleaned and split."""
 
     source: Literal["text", "tsv", "bible"] = "bible"
+    # BCP 47 tags of the two sides (e.g. es, en): labels only, for mtkit serve's page (lang="…"); null: not said
+    src_lang: Optional[str] = None
+    tgt_lang: Optional[str] = None
     src_file: Optional[str] = None  # source: text
     tgt_file: Optional[str] = None  # source: text
     tsv_file: Optional[str] = None  # source: tsv
