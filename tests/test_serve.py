@@ -5,6 +5,7 @@ is installed)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -39,6 +40,7 @@ from mtkit.evaluate import evaluate_passages  # noqa: E402
 from mtkit.serve.service import LoadedRun, Service, load_runs  # noqa: E402
 from mtkit.translate import Translator  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("MTKIT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
@@ -362,7 +364,7 @@ def test_the_page_and_run_list_answer_while_45_requests_crowd_one_model(service,
                  for i in range(45)]
         assert gate.entered.wait(30)
         time.sleep(0.5)  # every request has arrived: one runs, the queue is full, the rest are answered
-        cheap = [timed_get(url, path) for path in ("/", "/static/app.js", "/api/runs", "/api/scores")]
+        cheap = [timed_get(url, path) for path in ("/", "/static/main.js", "/api/runs", "/api/scores")]
         refused = [f.result(timeout=30) for f in crowd if f.done()]
         gate.open.set()
         statuses = sorted(f.result(timeout=60)[0] for f in crowd)
@@ -447,7 +449,7 @@ def test_the_page_ships_in_the_package_and_fetches_nothing_from_elsewhere(client
     page = client.get("/")
     assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
     names = [name for name in static_files() if name != "index.html"]
-    assert {"app.js", "style.css", "icon.svg"} <= set(names)
+    assert {"main.js", "api.js", "style.css", "icon.svg"} <= set(names)
     for name in names:
         response = client.get(f"/static/{name}")
         assert response.status_code == 200
@@ -459,7 +461,7 @@ def test_the_page_ships_in_the_package_and_fetches_nothing_from_elsewhere(client
 
 
 @pytest.mark.parametrize("name", ["..", "../service.py", "../__init__.py", "/etc/passwd", "static", ".",
-                                  "app.js/../../app.py"])
+                                  "main.js/../../app.py"])
 def test_the_static_route_serves_only_the_files_read_at_start_never_a_path(client, monkeypatch, name):
     # A route that joined the name to its folder would serve ../service.py (it is there, beside static/).
     files = static_files()
@@ -472,7 +474,7 @@ def test_the_static_route_serves_only_the_files_read_at_start_never_a_path(clien
     over_http = client.get("/static/%2e%2e")
     assert (over_http.status_code, over_http.json()["field"]) == (404, "name")
     assert over_http.json()["error"].startswith("no static file '..'")
-    assert client.get("/static/app.js").content == files["app.js"][0]  # served from memory
+    assert client.get("/static/main.js").content == files["main.js"][0]  # served from memory
 
 
 def test_runs_say_their_languages_as_their_config_names_them(client):
@@ -640,7 +642,7 @@ def test_concurrent_requests_give_the_serial_answers_and_never_reenter_a_model(s
 # -- the command --------------------------------------------------------------------------------------------
 
 def test_serve_prints_the_url_answers_and_stops_cleanly_on_ctrl_c(runs):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "mtkit.cli", "serve", "--run", str(runs[0]), "--port", "0",
                              "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -795,3 +797,110 @@ def test_the_page_labels_a_transformers_attention_and_draws_the_chosen_layer(bro
         assert all(abs(w - layer_2[t][s]) < 1e-9 for t, s, w in cells)
         page.close()
     assert problems == []
+
+
+def open_page(browser, url: str):
+    """Return a page of the app at `url`, its runs loaded, and the list its errors are collected in."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.goto(url)
+    page.wait_for_selector("#pick-bucket option", state="attached")
+    return page, problems
+
+
+def test_a_newer_translation_aborts_the_older_one_which_never_overwrites_it(browser, service, sentence):
+    expected = [r["translation"] for r in service.translate(sentence)["results"]]
+    with background(make_app(service)) as url:
+        page, problems = open_page(browser, url)
+        held, failed = [], []
+
+        def hold_the_first(route):  # the first sentence's answers come only after the second sentence is drawn
+            if json.loads(route.request.post_data)["text"] == "kafegi feno":
+                held.append(route)
+            else:
+                route.continue_()
+        page.route("**/api/translate", hold_the_first)
+        page.on("requestfailed", lambda r: failed.append((json.loads(r.post_data)["text"], r.failure)))
+        page.fill("#source", "kafegi feno")
+        page.click("#translate")
+        page.wait_for_function("() => document.querySelectorAll('.model .pending').length === 2")
+        page.fill("#source", sentence)
+        page.click("#translate")
+        page.wait_for_selector('.model[data-run="att"] .translation')
+        page.wait_for_selector('.model[data-run="none"] .translation')
+        for route in held:  # too late: the page has aborted these requests
+            with contextlib.suppress(Exception):
+                route.continue_()
+        page.wait_for_timeout(500)
+        assert page.locator(".model").count() == 2 and len(held) == 2
+        assert [page.locator(f'.model[data-run="{run}"] .translation').inner_text() for run in ("att", "none")] == expected
+        assert sorted(failed) == [("kafegi feno", "net::ERR_ABORTED")] * 2
+        assert page.locator("#status").inner_text().startswith("translated by 2 models")
+        page.mouse.move(5, 5)
+        page.keyboard.press("ArrowRight")  # the keys step the panel on screen, not a stale one
+        assert page.locator('.model[data-run="att"] .step-label').inner_text().startswith("step 1 of")
+        # The languages are the runs' own: att's config names them, none's does not (and they differ: no lang).
+        assert page.locator('.model[data-run="att"] .translation').get_attribute("lang") == "qab"
+        assert page.locator('.model[data-run="none"] .translation').get_attribute("lang") is None
+        assert page.locator("#source").get_attribute("lang") is None
+        page.close()
+    assert problems == []
+
+
+def test_one_failing_model_shows_its_error_in_its_own_panel_and_leaves_the_others(browser, service, sentence):
+    busy = {"error": "model none is busy: 8 requests are waiting or running", "field": None}
+
+    def refuse_none(route):
+        if json.loads(route.request.post_data)["runs"] == ["none"]:
+            route.fulfill(status=503, content_type="application/json", headers={"Retry-After": "3"},
+                          body=json.dumps(busy))
+        else:
+            route.continue_()
+    expected = service.translate(sentence, ["att"])["results"][0]["translation"]
+    with background(make_app(service)) as url:
+        page, problems = open_page(browser, url)
+        page.route("**/api/translate", refuse_none)
+        page.fill("#source", sentence)
+        page.click("#translate")
+        page.wait_for_selector('.model[data-run="none"] .panel-error')
+        page.wait_for_selector('.model[data-run="att"] .translation')
+        assert page.locator('.model[data-run="att"] .translation').inner_text() == expected
+        assert page.locator('.model[data-run="att"] svg.align').count() == 1
+        assert page.locator('.model[data-run="none"] .panel-error').inner_text() == busy["error"] + " (HTTP 503)"
+        assert page.locator("#status.error").inner_text().endswith("(HTTP 503) (1 of 2 models)")
+        page.close()
+    assert [p for p in problems if "status of 503" not in p] == []
+
+
+def test_the_bleu_tab_shows_intervals_or_names_the_file_without_them_and_the_passages_view(browser, service, runs,
+                                                                                         tmp_path):
+    with background(make_app(service)) as url:
+        page, problems = open_page(browser, url)
+        page.click("#tab-length")
+        page.wait_for_selector("svg.passage-chart path.series")
+        assert "over 20 resamples" in page.locator("#bucket-table .fine").inner_text()
+        assert page.locator("#scores-note").is_hidden() and page.locator("svg.bleu-chart line.ci").count() > 0
+        # The headline view: the same verses alone and inside passages, one series per model.
+        assert page.locator("svg.passage-chart path.series").count() == 2
+        att = page.locator('table.passages tr[data-system="att"]').inner_text()
+        assert "×0.91 [0.85–0.97], 12 source words" in att and "×0.77 [0.72–0.82], 19 source words" in att
+        assert "×" not in page.locator('table.passages tr[data-system="none"]').inner_text()
+        note = page.locator("#passages-note").inner_text()
+        assert "att/eval/passages/passages_scores.json has no 95% intervals" in note and "--passages" in note
+        page.close()
+    run = Path(shutil.copytree(runs[0], tmp_path / "att"))
+    compare.write_results(compare.compare([run], bootstrap=0, edges=[4, 8]), run / "eval", plot=False)
+    with background(make_app(Service.from_run_dirs([run]))) as url:
+        page, more = open_page(browser, url)
+        page.click("#tab-length")
+        page.wait_for_selector("svg.bleu-chart path.series")
+        page.wait_for_selector("#scores-note:not([hidden])")
+        assert "resamples" not in page.locator("#view-length").inner_text()
+        assert page.locator("svg.bleu-chart line.ci").count() == 0
+        assert page.locator("#scores-note").inner_text() == (
+            "att/eval/scores.json has no 95% intervals (written without a bootstrap): "
+            "`mtkit eval --run .../att --by-length` writes them.")
+        page.close()
+    assert problems == [] and more == []
