@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import shutil
@@ -413,6 +414,17 @@ def test_the_work_of_a_client_that_went_away_is_dropped_before_it_starts(service
         assert first.result(timeout=30)[0] == 200
         time.sleep(0.5)
     assert gate.ran == ["first"]
+
+
+def test_the_load_test_script_counts_answers_503s_and_page_polls(loaded):
+    spec = importlib.util.spec_from_file_location("load_test", ROOT / "scripts" / "load_test.py")
+    load_test = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load_test)
+    with background(make_app(Service(loaded, replace(LIMITS, queue=1)))) as url:
+        figures = load_test.load(url, clients=4, requests=3, beam=2, max_seconds=60, timeout=60, model="att", poll=0.02)
+    assert figures["requests"] == 12 and figures["answered"] + figures["busy_503"] == 12
+    assert figures["answered"] >= 3 and figures["errors"] == figures["dropped"] == figures["page_errors"] == 0
+    assert figures["page_ms"]["count"] >= 1 and figures["translate_ms_by_run"].keys() == {"att"}
 
 
 def test_scores_and_examples_come_from_the_runs_eval_outputs(client, service):
