@@ -656,13 +656,17 @@ def test_concurrent_requests_give_the_serial_answers_and_never_reenter_a_model(s
 def test_serve_prints_the_url_answers_and_stops_cleanly_on_ctrl_c(runs):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "mtkit.cli", "serve", "--run", str(runs[0]), "--port", "0",
-                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--threads", "1", "--queue", "3", "--timeout", "12.5", "--allow-host", "box.lan"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
         assert line.startswith("mtkit serve: 1 run(s) at http://127.0.0.1:"), line + proc.stderr.read()
         url = line.split(" at ")[1].split()[0]
         with urllib.request.urlopen(url + "api/runs", timeout=30) as response:
-            assert json.loads(response.read())["runs"][0]["name"] == "att"
+            data = json.loads(response.read())
+        assert data["runs"][0]["name"] == "att" and (data["limits"]["queue"], data["limits"]["timeout_s"]) == (3, 12.5)
+        assert wire(url, "GET", "/api/runs", headers={"Host": "box.lan:8000"})[0] == 200
+        assert wire(url, "GET", "/api/runs", headers={"Host": "other.lan"})[0] == 400
         with pytest.raises(urllib.error.HTTPError) as err:
             post(url, {"text": "a", "beam": 0})
         assert err.value.code == 422 and json.loads(err.value.read())["field"] == "beam"

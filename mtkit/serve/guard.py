@@ -152,7 +152,7 @@ def _with_headers(send: Send) -> Send:
 
 async def _refuse(send: Send, status: int, field: str, message: str, close: bool = False) -> None:
     """Answer the JSON error {"error", "field"} with `status` (and `Connection: close` when the body is left unread)."""
-    body = json.dumps({"error": message, "field": field}, ensure_ascii=False).encode()
+    body = json.dumps({"error": message, "field": field}, ensure_ascii=False, separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))
