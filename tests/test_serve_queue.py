@@ -37,6 +37,14 @@ async def settle() -> None:
     await asyncio.sleep(0.05)
 
 
+async def held_queue(timeout: float):
+    """Return a queue of 3 whose thread runs a job named "running" until gate.open, the gate and that job's task."""
+    queue, gate = ModelQueue("att", size=3), Gate()
+    running = asyncio.create_task(run_queued([(queue, gate.job("running"))], timeout=timeout))
+    await settle()
+    return queue, gate, running
+
+
 def test_a_full_queue_refuses_at_once_and_says_when_to_come_back():
     async def scenario():
         queue, gate = ModelQueue("att", size=2), Gate()
@@ -82,9 +90,7 @@ def test_different_models_work_side_by_side():
 
 def test_past_the_time_limit_waiting_work_is_dropped_and_running_work_ends():
     async def scenario():
-        queue, gate = ModelQueue("att", size=3), Gate()
-        running = asyncio.create_task(run_queued([(queue, gate.job("running"))], timeout=0.2))
-        await settle()
+        queue, gate, running = await held_queue(timeout=0.2)
         with pytest.raises(TimedOut, match="no answer within 0.2 s") as err:
             await run_queued([(queue, gate.job("waiting"))], timeout=0.2)
         assert err.value.retry_after >= 1
@@ -99,9 +105,7 @@ def test_past_the_time_limit_waiting_work_is_dropped_and_running_work_ends():
 
 def test_work_of_a_request_whose_client_went_away_is_dropped_before_it_starts():
     async def scenario():
-        queue, gate = ModelQueue("att", size=3), Gate()
-        running = asyncio.create_task(run_queued([(queue, gate.job("running"))], timeout=10))
-        await settle()
+        queue, gate, running = await held_queue(timeout=10)
         left = asyncio.Event()
         waiting = asyncio.create_task(run_queued([(queue, gate.job("gone"))], timeout=10, gone=left.wait))
         await settle()

@@ -6,7 +6,7 @@ import { ApiError, Latest, getExamples, getPassages, getScores, isAbort } from "
 import { $, COLORS, el, intervalBar, measure, svg } from "./svg.js";
 
 const requests = new Latest();  // one examples request in flight: clicking another bucket aborts the last
-let loaded = null;  // the scores and passages, fetched once
+let loaded = false;  // the scores and passages are fetched once
 let runs = [];
 let useExample = () => {};
 
@@ -15,23 +15,20 @@ export async function showLengthTab(servedRuns, onExample) {
   runs = servedRuns;
   useExample = onExample;
   if (loaded) return;
-  loaded = {};
+  loaded = true;
   const [scores, passages] = await Promise.allSettled([getScores(), getPassages()]);
-  if (scores.status === "rejected") {
-    note("#scores-note", scores.reason.message);
-  } else {
-    loaded.scores = scores.value;
-    note("#scores-note", [scores.value.note, scores.value.intervals_note].filter(Boolean).join(" "));
-    drawChart(scores.value);
-    drawTable(scores.value);
+  showPart(scores, "#scores-note", (data) => { drawChart(data); drawTable(data); });
+  showPart(passages, "#passages-note", drawPassages);
+}
+
+// One part of the tab: its note (the request's error, what is missing, which file has no intervals), its drawing.
+function showPart(outcome, noteSelector, draw) {
+  if (outcome.status === "rejected") {
+    note(noteSelector, outcome.reason.message);
+    return;
   }
-  if (passages.status === "rejected") {
-    note("#passages-note", passages.reason.message);
-  } else {
-    loaded.passages = passages.value;
-    note("#passages-note", [passages.value.note, passages.value.intervals_note].filter(Boolean).join(" "));
-    drawPassages(passages.value);
-  }
+  note(noteSelector, [outcome.value.note, outcome.value.intervals_note].filter(Boolean).join(" "));
+  draw(outcome.value);
 }
 
 function note(selector, text) {
@@ -51,18 +48,10 @@ function ciText(b) { return b.ci_low != null ? ` [${b.ci_low.toFixed(1)}, ${b.ci
 
 function drawChart(data) {
   const buckets = data.buckets;
-  const systems = data.systems;
   const legend = (s) => `${s.name} (BLEU ${s.bleu.toFixed(1)})`;
-  const right = Math.max(120, ...systems.map((s) => measure(legend(s)))) + 56;  // room for the legend
-  const plotW = 560, plotH = 254, left = 48, top = 20, bottom = 46;
-  const width = left + plotW + right, height = top + plotH + bottom;
-  const high = Math.max(10, ...systems.flatMap((s) => s.buckets.map((b) => b.ci_high ?? b.bleu ?? 0)));
-  const ymax = Math.ceil(high / 10) * 10;
-  const x = (i) => left + plotW * (i + 0.5) / buckets.length;
-  const y = (v) => top + plotH * (1 - v / ymax);
-  const root = svg("svg", { class: "bleu-chart", viewBox: `0 0 ${width} ${height}`, role: "img",
-    "aria-label": "BLEU by sentence length" });
-  grid(root, left, plotW, ymax, y);
+  const frame = chartFrame("bleu-chart", "BLEU by sentence length", { plotW: 560, plotH: 254, top: 20, bottom: 46 },
+    buckets.length, data.systems.flatMap((s) => s.buckets), data.systems.map(legend));
+  const { root, x, left, top, plotW, plotH, height } = frame;
   root.append(svg("text", { x: left + plotW / 2, y: height - 6, "text-anchor": "middle", class: "axis" },
     `${data.length_of === "ref" ? "reference" : "source"} sentence length (words) — click a bucket for examples`));
   buckets.forEach((label, i) => {
@@ -74,14 +63,35 @@ function drawChart(data) {
     root.append(hit);
     root.append(svg("text", { x: x(i), y: top + plotH + 18, "text-anchor": "middle", class: "tick" }, label));
   });
-  systems.forEach((system, k) => {
-    const color = colorOf(system, systems);
-    const dx = (k - (systems.length - 1) / 2) * 6;
-    series(root, system.buckets.map((b, i) => ({ ...b, x: x(i) + dx })), y, color,
-      (b) => `${system.name}, ${b.label} words: BLEU ${b.bleu.toFixed(1)}${ciText(b)} (${b.count} sentences)`);
-    legendLine(root, left + plotW + 16, top + 14 + k * 20, color, legend(system));
-  });
+  drawSeries(frame, data.systems, (s) => s.buckets.map((b, i) => ({ ...b, i })), legend,
+    (s, b) => `${s.name}, ${b.label} words: BLEU ${b.bleu.toFixed(1)}${ciText(b)} (${b.count} sentences)`);
   $("#chart").replaceChildren(root);
+}
+
+// An empty chart: `columns` categories side by side, a BLEU axis up to the next 10 above every score and
+// interval, its grid, and room on the right for the legends.
+function chartFrame(cls, label, { plotW, plotH, top, bottom }, columns, scores, legends) {
+  const left = 48;
+  const right = Math.max(120, ...legends.map((text) => measure(text))) + 56;
+  const width = left + plotW + right, height = top + plotH + bottom;
+  const ymax = Math.ceil(Math.max(10, ...scores.map((b) => b.ci_high ?? b.bleu ?? 0)) / 10) * 10;
+  const x = (i) => left + plotW * (i + 0.5) / columns;
+  const y = (v) => top + plotH * (1 - v / ymax);
+  const root = svg("svg", { class: cls, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+  grid(root, left, plotW, ymax, y);
+  return { root, x, y, left, top, plotW, plotH, height };
+}
+
+// One series per system, in its run's colour, nudged apart so that intervals do not hide each other, and its legend.
+// points(system): its scores, each with the column `i` it belongs to.
+function drawSeries(frame, systems, points, legend, title) {
+  const { root, x, y, left, top, plotW } = frame;
+  systems.forEach((system, n) => {
+    const color = colorOf(system, systems);
+    const dx = (n - (systems.length - 1) / 2) * 6;
+    series(root, points(system).map((b) => ({ ...b, x: x(b.i) + dx })), y, color, (b) => title(system, b));
+    legendLine(root, left + plotW + 16, top + 14 + n * 20, color, legend(system));
+  });
 }
 
 // Horizontal grid lines every 10 BLEU, with their ticks and the axis name.
@@ -146,25 +156,14 @@ function drawPassages(data) {
   const box = $("#passages");
   if (!data.systems.length) { box.replaceChildren(); return; }
   const ks = [...new Set(data.systems.flatMap((s) => s.by_k.map((b) => b.label)))];
-  const plotW = 300, plotH = 200, left = 48, top = 16, bottom = 40;
-  const right = Math.max(120, ...data.systems.map((s) => measure(s.name))) + 56;
-  const width = left + plotW + right, height = top + plotH + bottom;
-  const high = Math.max(10, ...data.systems.flatMap((s) => s.by_k.map((b) => b.ci_high ?? b.bleu ?? 0)));
-  const ymax = Math.ceil(high / 10) * 10;
-  const x = (i) => left + plotW * (i + 0.5) / ks.length;
-  const y = (v) => top + plotH * (1 - v / ymax);
-  const root = svg("svg", { class: "passage-chart", viewBox: `0 0 ${width} ${height}`, role: "img",
-    "aria-label": "BLEU of the same verses alone and inside passages" });
-  grid(root, left, plotW, ymax, y);
+  const frame = chartFrame("passage-chart", "BLEU of the same verses alone and inside passages",
+    { plotW: 300, plotH: 200, top: 16, bottom: 40 }, ks.length, data.systems.flatMap((s) => s.by_k),
+    data.systems.map((s) => s.name));
+  const { root, x, top, plotH } = frame;
   ks.forEach((label, i) => root.append(svg("text", { x: x(i), y: top + plotH + 18, "text-anchor": "middle",
     class: "tick" }, label === "k=1" ? "alone" : `in ${label.slice(2)}-verse passages`)));
-  data.systems.forEach((system, n) => {
-    const color = colorOf(system, data.systems);
-    const dx = (n - (data.systems.length - 1) / 2) * 6;
-    series(root, system.by_k.map((b) => ({ ...b, x: x(ks.indexOf(b.label)) + dx })), y, color,
-      (b) => `${system.name}, ${b.label}: BLEU ${b.bleu.toFixed(1)}${ciText(b)} (${b.count} inputs)`);
-    legendLine(root, left + plotW + 16, top + 14 + n * 20, color, system.name);
-  });
+  drawSeries(frame, data.systems, (s) => s.by_k.map((b) => ({ ...b, i: ks.indexOf(b.label) })), (s) => s.name,
+    (s, b) => `${s.name}, ${b.label}: BLEU ${b.bleu.toFixed(1)}${ciText(b)} (${b.count} inputs)`);
   const head = el("tr", {}, el("th", { text: "model" }),
     ...ks.map((label) => el("th", { text: label === "k=1" ? "alone (k=1)" : `inside passages (${label})` })));
   const rows = data.systems.map((s) => {
