@@ -37,8 +37,8 @@ from mtkit.errors import MtkitError  # noqa: E402
 from mtkit.runs import prepared_dir, write_data_info  # noqa: E402
 from mtkit.serve.app import background, bind, make_app, static_files, static_response  # noqa: E402
 from mtkit.config import ServeConfig  # noqa: E402
-from mtkit.evaluate import evaluate_passages  # noqa: E402
-from mtkit.serve.service import LoadedRun, Service, load_runs  # noqa: E402
+from mtkit.evaluate import JSON_FORMAT, corpus_scores  # noqa: E402
+from mtkit.serve.service import LoadedRun, Service, load_runs, read_passages  # noqa: E402
 from mtkit.translate import Translator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,15 +66,26 @@ def runs(tiny_runs, tmp_path_factory) -> list[Path]:
     systems = compare.compare(dirs, bootstrap=20, edges=[4, 8])
     compare.write_results(systems, dirs[0] / "eval", plot=False)
     for run in dirs:
-        out = compare.run_test_outputs(run)
-        ks = [1 + i % 3 for i in range(len(out[0]))]  # the test lines stand in for passages of 1-3 verses
-        system = evaluate_passages(run.name, *out, ks, edges=[4, 8], n_boot=0)
-        path = compare.write_results([system], run / "eval" / "passages", plot=False, prefix="passages_")[0]
+        system = passage_scores(run)
         if run.name == "att":
-            data = json.loads(path.read_text())
-            data["systems"][0]["paired"] = PAIRED
-            path.write_text(json.dumps(data))
+            system["paired"] = PAIRED
+        path = run / "eval" / "passages" / "passages_scores.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"format": JSON_FORMAT, "version": 1, "systems": [system]}))
     return dirs
+
+
+def passage_scores(run: Path) -> dict:
+    """Return what `mtkit eval --passages` (no bootstrap) writes of a system that serve reads, with the run's test
+    lines standing in for passages of 1-3 verses."""
+    _, hyps, refs = compare.run_test_outputs(run)
+    by_k = []
+    for k in (1, 2, 3):
+        rows = range(k - 1, len(hyps), 3)
+        scores = corpus_scores([hyps[i] for i in rows], [refs[i] for i in rows])
+        by_k.append({"label": f"k={k}", "low": k, "high": k, "count": len(rows), "bleu": scores.bleu,
+                     "ci_low": None, "ci_high": None, "chrf": scores.chrf, "ratio": 1.0})
+    return {"name": run.name, "n_boot": 0, "by_k": by_k}
 
 
 PAIRED = [{"k": 2, "ratio": 0.91, "ci_low": 0.85, "ci_high": 0.97, "mean_src_words": 12.4},
@@ -517,6 +528,22 @@ def test_passages_give_the_same_verses_alone_and_inside_passages_with_paired_rat
         ".../att --passages --by-length --out .../att/eval/passages` writes them. none/eval/passages/passages_scores"
         ".json has no 95% intervals (written without a bootstrap): `mtkit eval --run .../none --passages --by-length "
         "--out .../none/eval/passages` writes them.")
+
+
+def test_passage_files_are_read_whatever_mtkit_eval_wrote_of_the_paired_ratios(runs, tmp_path):
+    data = json.loads((runs[0] / "eval" / "passages" / "passages_scores.json").read_text())
+    older, newer = dict(data["systems"][0]), dict(data["systems"][0])
+    older.pop("paired")  # written before `paired` existed
+    newer["paired"] = [{"k": 2, "inputs": 10, "mean_src_words": 9.0, "bleu": 0.0, "ratio": None, "ci_low": None,
+                        "ci_high": None, "bleu_ci_low": None}]  # BLEU_1 of 0: no ratio; extra keys ignored
+    empty = {**older, "name": "empty", "paired": []}  # a system scored without passages
+    path = tmp_path / "passages_scores.json"
+    path.write_text(json.dumps({**data, "systems": [older, newer, empty]}))
+    assert [s["paired"] for s in read_passages(path)] == [None, [{"k": 2, "ratio": None, "ci_low": None,
+                                                                  "ci_high": None, "mean_src_words": 9.0}], None]
+    path.write_text("{}")
+    with pytest.raises(MtkitError, match="not a passage scores file"):
+        read_passages(path)
 
 
 def test_a_results_directory_replaces_the_runs_own_scores(runs, tmp_path):

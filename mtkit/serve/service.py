@@ -166,7 +166,7 @@ def _read_scores(path: Path, where: str, command: str, passages: bool = False) -
 
 
 def read_passages(path: Path) -> list[dict[str, Any]]:
-    """Return each system of a passage scores file as {"name", "n_boot", "by_k", "paired"} (paired None if absent).
+    """Return each system of a passage scores file as {"name", "n_boot", "by_k", "paired"} (paired: None if absent).
 
     Read as plain JSON rather than through `evaluate.load_json`, so that fields a newer `mtkit eval`
     adds (such as `paired`: each k against the same verses alone, with its interval) are kept when
@@ -180,7 +180,7 @@ def read_passages(path: Path) -> list[dict[str, Any]]:
                  "by_k": [{key: b.get(key) for key in ("label", "count", "bleu", "ci_low", "ci_high", "chrf", "ratio")}
                           for b in s.get("by_k", [])],
                  "paired": [{key: p.get(key) for key in ("k", "ratio", "ci_low", "ci_high", "mean_src_words")}
-                            for p in s["paired"]] if isinstance(s.get("paired"), list) else None}
+                            for p in s["paired"]] if isinstance(s.get("paired"), list) and s["paired"] else None}
                 for s in data["systems"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise MtkitError(f"{path}: not a passage scores file of `mtkit eval --passages` ({err})") from None

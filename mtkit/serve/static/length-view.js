@@ -171,7 +171,7 @@ function drawPassages(data) {
     return el("tr", { "data-system": s.name }, el("th", { text: s.name }), ...ks.map((label) => {
       const b = s.by_k.find((c) => c.label === label);
       if (!b || b.bleu == null) return el("td", { text: "–" });
-      const paired = (s.paired || []).find((p) => `k=${p.k}` === label);
+      const paired = (s.paired || []).find((p) => `k=${p.k}` === label && p.ratio != null);  // null: BLEU_1 is 0
       const change = label !== "k=1" && alone && alone.bleu ? ` ${b.bleu >= alone.bleu ? "+" : "−"}` +
         `${Math.abs(100 * (b.bleu / alone.bleu - 1)).toFixed(0)}%` : "";
       return el("td", {}, b.bleu.toFixed(1), el("small", { text: `${ciText(b)}${change}` }),
