@@ -1,7 +1,8 @@
 """Checkpoints that describe themselves: state dicts + config + tokenizer + training state.
 
 Files are written atomically (temporary file, then rename), so a run killed at any moment leaves
-the previous checkpoint intact. Loading uses `weights_only=True`: a tampered file cannot run code.
+the previous checkpoint intact. Loading uses `weights_only=True`: a tampered file cannot run code,
+on a torch that keeps that promise (`TORCH_FLOOR` and later; `load_checkpoint` refuses an older one).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,6 +21,22 @@ from mtkit.config import Config, config_from_dict, config_to_dict
 from mtkit.data.tokenizer import Tokenizer
 from mtkit.errors import MtkitError
 from mtkit.model import Seq2Seq, build_model
+
+
+# Below 2.6 `weights_only=True` can be bypassed to run code (CVE-2025-32434), below 2.10 too (CVE-2026-24747).
+# pyproject.toml asks for the same floor; this refuses an older torch that was installed anyway.
+TORCH_FLOOR = (2, 10)
+
+
+def require_safe_torch(version: str | None = None) -> None:
+    """Raise MtkitError (one line) when `version` (default: the installed torch) is below `TORCH_FLOOR`."""
+    version = torch.__version__ if version is None else version
+    match = re.match(r"(\d+)\.(\d+)", str(version))
+    if match is None or (int(match[1]), int(match[2])) < TORCH_FLOOR:
+        floor = ".".join(map(str, TORCH_FLOOR))
+        raise MtkitError(f"torch {version} is installed, but mtkit needs torch>={floor}: older versions can run code "
+                         f"hidden in a checkpoint even with weights_only=True (CVE-2025-32434, CVE-2026-24747); "
+                         f"upgrade it (make install, or pip install 'torch>={floor}')")
 
 
 @dataclass
@@ -93,7 +111,11 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> Checkpoint:
-    """Return the model (rebuilt from the stored config), config, tokenizer and state in `path`."""
+    """Return the model (rebuilt from the stored config), config, tokenizer and state in `path`.
+
+    Refuses to read anything on a torch below `TORCH_FLOOR`, whose `weights_only=True` does not hold.
+    """
+    require_safe_torch()
     if not path.is_file():
         raise MtkitError(f"{path}: checkpoint not found")
     try:

@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import typer
 
+from mtkit.config import ServeConfig
 from mtkit.errors import MtkitError
 
 SPIN_ROUNDS = "3000"  # GOMP_SPINCOUNT: how long an idle OpenMP thread spins before it sleeps
@@ -267,22 +268,37 @@ def synth(
     typer.echo(f"wrote {n} pairs to {out / 'train.src'} and {out / 'train.tgt'}", err=True)
 
 
+SERVE = ServeConfig()  # serve's defaults, shown in its --help
+
+
 @app.command()
 def serve(
     run: List[Path] = typer.Option([], help="Run directory to serve (repeatable; default: the latest run)."),
     checkpoint: str = typer.Option("best", help="best or last."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (127.0.0.1: this machine only)."),
-    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option(SERVE.host, help="Address to listen on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(SERVE.port, min=0, max=65535, help="Port to listen on (0: any free port)."),
+    allow_host: List[str] = typer.Option([], help="Another name requests may give as Host (repeatable); the "
+                                                  "loopback names and --host are always accepted."),
+    queue: int = typer.Option(SERVE.queue, min=1, help="Translate requests waiting or running per model; one more "
+                                                       "gets 503 with Retry-After."),
+    timeout: float = typer.Option(SERVE.timeout, min=0.1, help="Seconds a translate request may wait and run "
+                                                               "before it gets 503."),
+    results: Optional[Path] = typer.Option(None, help="Results directory of `mtkit eval --by-length [--passages] "
+                                                      "--out DIR` (the study's results/) to show instead of each "
+                                                      "run's own eval/ scores."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: CUDA when available)."),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ) -> None:
     """Serve a web page (and JSON API) that translates with the runs and shows where each model looks."""
+    from dataclasses import replace
+
     from mtkit.device import set_threads
     from mtkit.runs import read_latest
     from mtkit.serve.app import serve as run_server
 
     set_threads(threads)
-    run_server(run or [read_latest()], host, port, checkpoint, device, echo=typer.echo)
+    limits = replace(SERVE, host=host, port=port, allowed_hosts=tuple(allow_host), queue=queue, timeout=timeout)
+    run_server(run or [read_latest()], limits, checkpoint, device, results, echo=typer.echo)
 
 
 def main() -> None:

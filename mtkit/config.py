@@ -29,6 +29,9 @@ class DataConfig:
     """Where the parallel corpus comes from and how it is cleaned and split."""
 
     source: Literal["text", "tsv", "bible"] = "bible"
+    # BCP 47 tags of the two sides (e.g. es, en): labels only, for mtkit serve's page (lang="…"); null: not said
+    src_lang: Optional[str] = None
+    tgt_lang: Optional[str] = None
     src_file: Optional[str] = None  # source: text
     tgt_file: Optional[str] = None  # source: text
     tsv_file: Optional[str] = None  # source: tsv
@@ -188,6 +191,31 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`mtkit serve`: where it listens and how much one request may ask. Not part of a run: the command's options."""
+
+    host: str = "127.0.0.1"  # loopback: this machine only
+    port: int = 8000  # 0: any free port
+    allowed_hosts: tuple[str, ...] = ()  # Host header names accepted besides the bound address and loopback names
+    max_text_chars: int = 100_000  # about 15,000 words; a source past decode.max_src_len pieces is truncated anyway
+    max_beam: int = 20  # each search step scores beam × vocabulary hypotheses
+    max_weights: int = 200_000  # attention weights a run in one answer, counted before decoding at the longest output
+    max_examples: int = 20  # test sentences per examples request
+    queue: int = 8  # translate requests waiting or running per model; one more gets 503 and Retry-After
+    timeout: float = 30.0  # seconds a translate request may wait and run; past it, 503 (work not started is dropped)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Return the largest request body read: the longest text at 12 bytes a character, plus the JSON around it.
+
+        12 bytes is the most JSON spends on one character (a non-BMP one escaped as two \\uXXXX), so a
+        text within `max_text_chars` is never refused for how it was encoded; the characters themselves
+        are counted once the JSON is read.
+        """
+        return 12 * self.max_text_chars + 4096
 
 
 # Allowed ranges: key path -> (minimum, maximum); None means unbounded on that side.

@@ -167,7 +167,8 @@ def _read_and_clean(data: DataConfig, stages: tqdm) -> tuple[SourceCorpus, corpu
 def data_fingerprint(cfg: Config) -> str:
     """Return a hex digest of everything the prepared data depends on."""
     data = asdict(cfg.data)
-    data.pop("cache_dir")
+    for label in ("cache_dir", "src_lang", "tgt_lang"):  # where the cache lives and what the sides are called
+        data.pop(label)
     digest = hashlib.sha256()
     digest.update(json.dumps({"version": PREPARE_VERSION, "data": data, "tokenizer": asdict(cfg.tokenizer),
                               "seed": cfg.seed}, sort_keys=True).encode())

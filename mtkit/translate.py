@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple, TextIO
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -30,6 +31,8 @@ from mtkit.runs import resolve_checkpoint
 from mtkit.search import Hypothesis, decode
 
 log = logging.getLogger(__name__)
+
+WEIGHT_DIGITS = 5  # attention weights are written rounded to this many decimals (rows still sum to 1 within 1e-4)
 
 
 class Translation(NamedTuple):
@@ -188,12 +191,18 @@ def attention_record(translator: Translator, line: int, result: Translation, att
     """Return one JSON line: source and target pieces, the (T, S) weights of the best hypothesis, and
     `attention`, the label saying which weights they are (from `Translator.show_attention`)."""
     hyp = result.hypotheses[0]
-    weights = hyp.attention.tolist() if hyp.attention is not None else []
+    weights = rounded_weights(hyp.attention) if hyp.attention is not None else []
     return json.dumps({
         "line": line, "source": result.src_pieces, "target": translator.tokenizer.tgt_pieces(hyp.tokens),
-        "attention": attention, "weights": [[round(w, 5) for w in row] for row in weights],
+        "attention": attention, "weights": weights,
         "translation": result.text,
     }, ensure_ascii=False)
+
+
+def rounded_weights(weights: torch.Tensor | np.ndarray) -> list[list[float]]:
+    """Return a (T, S) weight matrix as nested lists, rounded to `WEIGHT_DIGITS` decimals in one vectorised step."""
+    matrix = weights.detach().float().cpu().numpy() if isinstance(weights, torch.Tensor) else np.asarray(weights)
+    return np.round(matrix.astype(np.float64), WEIGHT_DIGITS).tolist()  # (T, S)
 
 
 def _open_for_writing(path: Path, option: str) -> TextIO:

@@ -24,7 +24,8 @@ LAYERS = [
      "mtkit.device", "mtkit.runs"],
     ["mtkit.train", "mtkit.translate", "mtkit.forced"],
     ["mtkit.compare", "mtkit.alignment"],
-    ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service"],  # nothing imports these
+    ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service", "mtkit.serve.guard",
+     "mtkit.serve.queue"],  # nothing imports these
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 

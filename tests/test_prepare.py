@@ -218,8 +218,10 @@ def test_changed_setting_gives_a_new_fingerprint_and_directory(workdir, change):
     assert (first.directory / "meta.json").is_file()  # the old cache stays for configs that still use it
 
 
-def test_cache_dir_is_not_part_of_the_fingerprint(workdir):
-    assert data_fingerprint(config()) == data_fingerprint(config("text", "data.cache_dir=elsewhere"))
+def test_cache_dir_and_language_labels_are_not_part_of_the_fingerprint(workdir):
+    first = data_fingerprint(config())
+    assert first == data_fingerprint(config("text", "data.cache_dir=elsewhere"))
+    assert first == data_fingerprint(config("text", "data.src_lang=es", "data.tgt_lang=en"))
 
 
 def test_changed_input_file_gives_a_new_fingerprint(workdir):

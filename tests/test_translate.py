@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ from mtkit.alignment import record_from_json
 from mtkit.errors import MtkitError
 from mtkit.data.textio import read_lines
 from mtkit.runs import resolve_checkpoint
-from mtkit.translate import Translator, translate_file, translate_lines
+from mtkit.translate import Translator, rounded_weights, translate_file, translate_lines
 
 @pytest.fixture(scope="module")
 def root(tiny_runs):
@@ -198,3 +199,10 @@ def test_an_rnn_has_one_attention_and_no_layers_or_heads(translator, root):
     assert plain.show_attention() == "no attention"
     with pytest.raises(MtkitError, match="RNN with no attention"):
         plain.show_attention(layer=1)
+
+
+def test_weights_are_rounded_like_python_rounds_them_but_in_one_numpy_step(monkeypatch):
+    weights = torch.rand(40, 30).softmax(-1)  # (T, S)
+    expected = [[round(w, 5) for w in row] for row in weights.tolist()]
+    monkeypatch.setattr(builtins, "round", lambda *args: pytest.fail("a weight was rounded on its own, in Python"))
+    assert rounded_weights(weights) == expected and rounded_weights(weights.numpy()) == expected

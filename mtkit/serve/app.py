@@ -3,22 +3,31 @@
 Routes (the OpenAPI schema is at /openapi.json):
 
     GET  /                     the page (static/index.html)
-    GET  /static/NAME          its script, style sheet and icon, read into memory at start
-    GET  /api/runs             the served runs and the request limits
+    GET  /static/NAME          its scripts, style sheet and icon, read into memory at start
+    GET  /api/runs             the served runs, the request limits and the length buckets
     POST /api/translate        {"text", "runs"?, "beam"?, "n_best"?, "layer"?, "head"?} → translations, pieces,
                                words, weights and which attention they are (layer, head: Transformer runs)
-    GET  /api/scores           BLEU by length from the runs' eval/scores.json
-    GET  /api/examples         ?bucket=21-30&offset=0&count=5&outputs=true → test sentences, references, outputs
+    GET  /api/scores           BLEU by length, from `mtkit eval --by-length`
+    GET  /api/passages         the same verses alone and inside passages, from `mtkit eval --passages`
+    GET  /api/examples         ?bucket=21-30&offset=0&count=5&outputs=true → test sentences, references and
+                               the outputs `mtkit eval` cached (a GET never runs a model)
 
-Every error is JSON, {"error": message, "field": name-or-null}, with a 4xx status for a bad
-request; a request never reaches the filesystem (runs, page files and test splits are all read
-at start). FastAPI's /docs page is switched off: Swagger UI loads its scripts from a CDN, and the
-page must work without internet.
+Every request first passes `guard.Guard` (Host, Content-Type, body size; headers on every answer).
+Every error is JSON, {"error": message, "field": name-or-null}, with a 4xx status for a bad request
+and 503 with Retry-After when a model's queue is full or a request runs out of time; a request
+never reaches the filesystem (runs, page files, test splits and scores are all read at start).
+
+Only translation is slow, and it runs on each model's own queue (`queue.py`); every route is a
+coroutine that answers at once or awaits that queue, so the page, its files and /api/runs never
+wait behind a translation. FastAPI's /docs page is switched off: Swagger UI loads its scripts from
+a CDN, and the page must work without internet.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import socket
 import threading
@@ -31,21 +40,22 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtkit import __version__
+from mtkit.config import ServeConfig
 from mtkit.errors import MtkitError
-from mtkit.serve.service import MAX_BEAM, MAX_EXAMPLES, MAX_TEXT_CHARS, RequestError, Service
+from mtkit.serve.guard import HEADERS, Guard, allowed_hosts
+from mtkit.serve.queue import Gone, ModelQueue, QueueFull, TimedOut, run_queued
+from mtkit.serve.service import RequestError, Service
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 4 * MAX_TEXT_CHARS + 4096  # UTF-8 text of the longest allowed sentence, plus the JSON around it
+LIMITS = ServeConfig()  # the defaults, for the request schema's descriptions
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-# The page runs only its own files: no CDN, no inline script, no request to another host.
-PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-                                           "base-uri 'none'; frame-ancestors 'none'",
-                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+CLIENT_GONE = 499  # nginx's "client closed request": logged, never received
 
 
 class TranslateRequest(BaseModel):
@@ -55,12 +65,14 @@ class TranslateRequest(BaseModel):
         "examples": [{"text": "En el principio crió Dios los cielos y la tierra.", "beam": 5, "n_best": 1}]})
 
     text: StrictStr = Field(description=f"One source sentence (line breaks count as spaces; at most "
-                                        f"{MAX_TEXT_CHARS:,} characters; longer than the run's "
+                                        f"{LIMITS.max_text_chars:,} characters by default; longer than the run's "
                                         "decode.max_src_len pieces is truncated, and the result says so).")
     runs: Optional[list[StrictStr]] = Field(None, description="Names of runs to use (GET /api/runs); default all.")
-    beam: Optional[StrictInt] = Field(None, description=f"Beam size, 1 (greedy) to {MAX_BEAM}; default: each "
-                                                        "run's decode.beam.")
-    n_best: StrictInt = Field(1, description="Hypotheses to return per run, 1 to the beam size.")
+    beam: Optional[StrictInt] = Field(None, description=f"Beam size, 1 (greedy) to the server's max_beam "
+                                                        f"({LIMITS.max_beam} by default); default: each run's "
+                                                        "decode.beam.")
+    n_best: StrictInt = Field(1, description="Hypotheses to return per run, 1 to the beam size, and at most "
+                                             "max_weights attention weights a run (GET /api/runs).")
     layer: Optional[StrictInt] = Field(None, description="Transformer runs only: show the cross-attention of this "
                                                          "decoder layer, 1 to its layers (GET /api/runs); default: "
                                                          "the mean of all layers.")
@@ -81,60 +93,99 @@ def static_files() -> dict[str, tuple[bytes, str]]:
     return files
 
 
-def make_app(run_dirs: Sequence[Path] | Service, checkpoint: str = "best", device: str | None = None) -> FastAPI:
-    """Return the web app over the runs in `run_dirs` (or an already loaded Service); the run list is fixed here."""
-    service = run_dirs if isinstance(run_dirs, Service) else Service.from_run_dirs(run_dirs, checkpoint, device)
+def static_response(files: dict[str, tuple[bytes, str]], name: str) -> Response:
+    """Return the page file `name` from `files` (read at start), or a 404: a lookup in memory, never a path."""
+    if name not in files:
+        return _error(404, "name", f"no static file {name!r}; this server has {sorted(files)}")
+    body, media_type = files[name]
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+def make_app(run_dirs: Sequence[Path] | Service, checkpoint: str = "best", device: str | None = None,
+             limits: ServeConfig = LIMITS, results: Path | None = None) -> FastAPI:
+    """Return the web app over the runs in `run_dirs` (or an already loaded Service, with its own limits).
+
+    The run list is fixed here. The Host names answered are the loopback names, `limits.host` and
+    `limits.allowed_hosts` (see `guard.allowed_hosts`).
+    """
+    service = run_dirs if isinstance(run_dirs, Service) else Service.from_run_dirs(run_dirs, checkpoint, device,
+                                                                                   limits, results)
+    limits = service.limits
     files = static_files()
-    app = FastAPI(title="mtkit serve", version=__version__, docs_url=None, redoc_url=None,
+    queues = {name: ModelQueue(name, limits.queue) for name in service.run_names}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        for queue in queues.values():
+            queue.close()
+
+    app = FastAPI(title="mtkit serve", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Translate with trained mtkit runs and see where each model looks. "
                               "Errors are JSON: {\"error\": message, \"field\": the request field at fault}.")
-
+    app.add_middleware(Guard, hosts=allowed_hosts(limits.host, limits.allowed_hosts),
+                       max_body_bytes=limits.max_body_bytes)
     _handle_errors(app)
 
     @app.get("/", include_in_schema=False)
-    def page() -> Response:
-        body, media_type = files["index.html"]
-        return Response(body, media_type=media_type, headers=PAGE_HEADERS)
+    async def page() -> Response:
+        return static_response(files, "index.html")
 
     @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
-        if name not in files:  # a lookup in memory: the name never becomes a path
-            return _error(404, "name", f"no static file {name!r}")
-        body, media_type = files[name]
-        return Response(body, media_type=media_type, headers=PAGE_HEADERS)
+    async def static(name: str) -> Response:
+        return static_response(files, name)
 
-    @app.get("/api/runs", summary="The served runs and the request limits")
-    def list_runs() -> dict[str, Any]:
+    @app.get("/api/runs", summary="The served runs, the request limits and the length buckets")
+    async def list_runs() -> dict[str, Any]:
         return service.runs()
 
     @app.post("/api/translate", summary="Translate one sentence: translations, pieces, words and weights")
-    def translate(request: TranslateRequest) -> dict[str, Any]:
-        return service.translate(request.text, request.runs, request.beam, request.n_best, request.layer,
-                                 request.head)
+    async def translate(body: TranslateRequest, request: Request) -> Response:
+        # The checks tokenize the text (up to the body limit): off the event loop, like the encoding of the answer.
+        plan = await run_in_threadpool(service.check_translate, body.text, body.runs, body.beam, body.n_best,
+                                       body.layer, body.head)
+        jobs = [(queues[name], functools.partial(service.translate_run, plan, name)) for name, _ in plan.runs]
+        try:
+            results = await run_queued(jobs, limits.timeout, gone=functools.partial(_disconnect, request))
+        except (QueueFull, TimedOut) as err:
+            return _error(503, None, str(err), {"Retry-After": str(err.retry_after)})
+        except Gone:
+            return Response(status_code=CLIENT_GONE)
+        answer = await run_in_threadpool(_json_bytes, service.answer(plan, results))
+        return Response(answer, media_type="application/json")
 
-    @app.get("/api/scores", summary="BLEU by length (with 95% intervals) from the runs' `mtkit eval --by-length`")
-    def scores() -> dict[str, Any]:
+    @app.get("/api/scores", summary="BLEU by length (with 95% intervals) from `mtkit eval --by-length`")
+    async def scores() -> dict[str, Any]:
         return service.scores()
 
-    @app.get("/api/examples", summary="Test sentences of one length bucket, with references and each run's output")
-    def examples(bucket: Optional[str] = Query(None, description="A bucket label from /api/runs; none: all."),
-                 offset: int = Query(0, description="Skip this many sentences of the bucket."),
-                 count: int = Query(5, description=f"Sentences to return, 1 to {MAX_EXAMPLES}."),
-                 outputs: bool = Query(True, description="Also each run's translation.")) -> dict[str, Any]:
+    @app.get("/api/passages", summary="The same verses alone and inside passages, from `mtkit eval --passages`")
+    async def passages() -> dict[str, Any]:
+        return service.passages()
+
+    @app.get("/api/examples", summary="Test sentences of one length bucket, with references and cached outputs")
+    async def examples(bucket: Optional[str] = Query(None, description="A bucket label from /api/runs; none: all."),
+                       offset: int = Query(0, description="Skip this many sentences of the bucket."),
+                       count: int = Query(5, description=f"Sentences to return, 1 to max_examples "
+                                                         f"({LIMITS.max_examples} by default)."),
+                       outputs: bool = Query(True, description="Also each run's output, as `mtkit eval` cached it."),
+                       ) -> dict[str, Any]:
         return service.examples(bucket, offset, count, outputs)
 
     return app
 
 
+async def _disconnect(request: Request) -> None:
+    """Return when the client has gone (the body is read by now, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _json_bytes(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
 def _handle_errors(app: FastAPI) -> None:
     """Make every failure a JSON {"error", "field"} answer: 4xx for the request's mistakes, a logged 500 for bugs."""
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, "body", f"body: {length} bytes; this server takes at most {MAX_BODY_BYTES:,}")
-        return await call_next(request)
-
     @app.exception_handler(RequestError)
     async def request_error(request: Request, err: RequestError) -> JSONResponse:
         return _error(err.status, err.field, str(err))
@@ -168,8 +219,10 @@ def _field(error: dict[str, Any]) -> str:
     return loc[0]
 
 
-def _error(status: int, field: str | None, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "field": field}, status_code=status)
+def _error(status: int, field: str | None, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """Return the JSON error; a lone surrogate that came in (a field name, say) goes out escaped, not as a 500."""
+    safe = [None if s is None else s.encode("utf-8", "backslashreplace").decode("utf-8") for s in (field, message)]
+    return JSONResponse({"error": safe[1], "field": safe[0]}, status_code=status, headers={**HEADERS, **(headers or {})})
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -197,15 +250,17 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(run_dirs: Sequence[Path], host: str = "127.0.0.1", port: int = 8000, checkpoint: str = "best",
-          device: str | None = None, echo: Callable[[str], None] = print, access_log: bool = True) -> None:
-    """Load the runs, listen on host:port, print the URL and serve until Ctrl-C (or SIGTERM); return then."""
+def serve(run_dirs: Sequence[Path], limits: ServeConfig = LIMITS, checkpoint: str = "best",
+          device: str | None = None, results: Path | None = None, echo: Callable[[str], None] = print,
+          access_log: bool = True) -> None:
+    """Load the runs, listen on limits.host:limits.port, print the URL and serve until Ctrl-C (or SIGTERM)."""
     import uvicorn
 
-    app = make_app(run_dirs, checkpoint, device)
-    sock = bind(host, port)
+    app = make_app(run_dirs, checkpoint, device, limits, results)
+    sock = bind(limits.host, limits.port)
     if not _is_loopback(sock):
-        log.warning("listening on %s: anyone who can reach this machine can use these models", host)
+        log.warning("listening on %s: anyone who can reach this machine can use these models; requests must name "
+                    "this host (--allow-host NAME adds the names they use)", limits.host)
     echo(f"mtkit serve: {len(run_dirs)} run(s) at {url_of(sock)}  (Ctrl-C stops)")
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=access_log, timeout_graceful_shutdown=5))
     try:

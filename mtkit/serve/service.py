@@ -1,13 +1,18 @@
 """What `mtkit serve` does, without HTTP: loaded runs in, plain dicts out.
 
-`Service` holds the runs given at start (their models, test splits and evaluation scores, all
-read once, when it is made) and answers four questions: which runs, translate this (with
-pieces, words and weights, labelled with which attention they are: a Transformer's cross-attention
-of a chosen layer and head, or the mean), BLEU by length, and test sentences of one length bucket. A request
-names a run only by the name it got at start, so nothing a request says reaches the filesystem.
+`Service` holds the runs given at start (their models, test splits, cached test translations and
+evaluation scores, all read once, when it is made) and answers five questions: which runs,
+translate this (with pieces, words and weights, labelled with which attention they are: a
+Transformer's cross-attention of a chosen layer and head, or the mean), BLEU by length, the same
+verses alone and inside passages, and test sentences of one length bucket. A request names a run
+only by the name it got at start, so nothing a request says reaches the filesystem, and no answer
+holds a path on disk.
 
-Each model has its own lock: the web server answers requests on many threads, and a model is
-entered by one of them at a time (different models translate in parallel).
+Translating is split in two so the web app can queue each model's work on its own thread:
+`check_translate` checks everything a request asks (cheap; raises `RequestError`) and returns a
+`TranslatePlan`; `translate_run` does one run's model work; `translate` does both, in turn, for
+callers in Python. Each model also has its own lock, so that threads calling `translate` never
+enter one model at once.
 
 A mistake in a request raises `RequestError`, which names the field at fault; `app.py` turns it
 into a 4xx JSON response.
@@ -15,29 +20,33 @@ into a 4xx JSON response.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
+
+import torch
 
 from mtkit.alignment import AttentionRecord, to_words
 from mtkit.compare import CACHED
+from mtkit.config import ServeConfig
 from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
-from mtkit.evaluate import SystemScore, bucket_bounds, load_json
+from mtkit.evaluate import JSON_FORMAT, SystemScore, bucket_bounds, load_json
 from mtkit.model import describe
 from mtkit.runs import CHECKPOINTS, prepared_dir, resolve_checkpoint
-from mtkit.translate import Translation, Translator
+from mtkit.search import max_lengths
+from mtkit.translate import Translation, Translator, rounded_weights
 
 log = logging.getLogger(__name__)
 
-MAX_BEAM = 20  # the config has no upper bound; a server must not spend minutes on one request
-MAX_TEXT_CHARS = 100_000  # about 15,000 words: enough to show truncation, small enough to tokenize at once
-MAX_EXAMPLES = 20  # test sentences per examples request
-DIGITS = 5  # weights are rounded like `mtkit translate --attention` writes them
-
+SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: JSON's \ud800 decodes to one, UTF-8 cannot hold it
+PASSAGE_FILES = ("eval/passages/passages_scores.json", "eval/passages_scores.json")  # in a run dir, as the study
+# (`mtkit eval --passages --out RUN/eval/passages`) and `mtkit eval --passages` alone write them
 
 
 class RequestError(MtkitError):
@@ -56,6 +65,14 @@ class EvalOutputs:
     lines: list[str]
 
 
+class ScoreFile(NamedTuple):
+    """Scores read at start, with where they came from and the command that writes them with intervals."""
+
+    where: str  # e.g. "bible_rnnsearch/eval/scores.json"
+    command: str  # e.g. "mtkit eval --run runs/bible_rnnsearch --by-length"
+    systems: list[Any]  # SystemScore for BLEU by length; plain dicts for passages (see `read_passages`)
+
+
 @dataclass
 class LoadedRun:
     """One served run: its model and what was read from its directory at start."""
@@ -63,10 +80,12 @@ class LoadedRun:
     name: str
     run_dir: Path
     translator: Translator
-    test_src: list[str] | None = None  # the run's test split (None: not found)
+    test_src: list[str] | None = None  # the run's test split (None: not found or unusable; see split_problem)
     test_ref: list[str] | None = None
     eval_outputs: EvalOutputs | None = None
-    scores: list[SystemScore] = field(default_factory=list)  # from eval/scores.json
+    scores: ScoreFile | None = None  # from eval/scores.json
+    passages: ScoreFile | None = None  # from the passage scores `mtkit eval --passages` wrote
+    split_problem: str | None = None  # why the run has no test split to show
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def translate(self, sentences: list[str], beam: int, n_best: int = 1) -> list[Translation]:
@@ -86,6 +105,16 @@ class LoadedRun:
             return self.translator.translate([sentence], beam=beam, n_best=n_best)[0], label
 
 
+class TranslatePlan(NamedTuple):
+    """A checked translate request: the sentence, what to show, and each chosen run with its beam."""
+
+    source: str
+    n_best: int
+    layer: int | None
+    head: int | None
+    runs: list[tuple[str, int]]  # (run name, beam), in the order asked
+
+
 def load_runs(run_dirs: Sequence[Path], checkpoint: str = "best", device: str | None = None) -> list[LoadedRun]:
     """Return the runs in `run_dirs`, each with its model, test split, cached eval outputs and scores."""
     if not run_dirs:
@@ -98,14 +127,68 @@ def load_runs(run_dirs: Sequence[Path], checkpoint: str = "best", device: str | 
         run_dir = Path(run_dir)
         ckpt = resolve_checkpoint(run_dir, checkpoint)
         translator = Translator.from_checkpoint(ckpt, device)
-        src, ref = _test_split(run_dir)
+        src, ref, problem = _test_split(run_dir)
         cached = _eval_outputs(run_dir, ckpt, len(src) if src else 0, translator.cfg.decode.beam)
+        shown = _shown_dir(run_dir)
         scores_path = run_dir / "eval" / "scores.json"
-        scores = load_json(scores_path) if scores_path.is_file() else []
-        log.info("%s: %s, %s, %d test sentences, %d scored systems", name, ckpt, describe(translator.model),
-                 len(src or []), len(scores))
-        runs.append(LoadedRun(name, run_dir, translator, src, ref, cached, scores))
+        scores = (_read_scores(scores_path, f"{name}/eval/scores.json", f"mtkit eval --run {shown} --by-length")
+                  if scores_path.is_file() else None)
+        passages = next((_read_scores(run_dir / p, f"{name}/{p}", f"mtkit eval --run {shown} --passages --by-length "
+                                      f"--out {shown}/{Path(p).parent}", passages=True)
+                         for p in PASSAGE_FILES if (run_dir / p).is_file()), None)
+        log.info("%s: %s, %s, %d test sentences, %d scored systems%s", name, ckpt, describe(translator.model),
+                 len(src or []), len(scores.systems) if scores else 0, ", passage scores" if passages else "")
+        runs.append(LoadedRun(name, run_dir, translator, src, ref, cached, scores, passages, problem))
     return runs
+
+
+def load_results(results_dir: Path) -> tuple[ScoreFile | None, ScoreFile | None]:
+    """Return the BLEU-by-length and passage scores in a results directory (the study's `results/`), either None."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise MtkitError(f"--results {results_dir}: no such directory (give the --out of `mtkit eval --by-length`, "
+                         "e.g. results/)")
+    shown = _shown_dir(results_dir)
+    scores, passages = (results_dir / "scores.json", results_dir / "passages_scores.json")
+    found = (_read_scores(scores, f"{shown}/scores.json", f"mtkit eval --run RUN ... --by-length --out {shown}")
+             if scores.is_file() else None,
+             _read_scores(passages, f"{shown}/passages_scores.json",
+                          f"mtkit eval --run RUN ... --passages --by-length --out {shown}", passages=True)
+             if passages.is_file() else None)
+    if found == (None, None):
+        raise MtkitError(f"--results {results_dir}: neither scores.json nor passages_scores.json is there; write them "
+                         "with `mtkit eval --run RUN ... --by-length [--passages] --out DIR`")
+    return found
+
+
+def _read_scores(path: Path, where: str, command: str, passages: bool = False) -> ScoreFile:
+    return ScoreFile(where, command, read_passages(path) if passages else load_json(path))
+
+
+def read_passages(path: Path) -> list[dict[str, Any]]:
+    """Return each system of a passage scores file as {"name", "n_boot", "by_k", "paired"} (paired: None if absent).
+
+    Read as plain JSON rather than through `evaluate.load_json`, so that fields a newer `mtkit eval`
+    adds (such as `paired`: each k against the same verses alone, with its interval) are kept when
+    present and their absence is no error.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if data.get("format") != JSON_FORMAT:
+            raise ValueError(f"no \"format\": \"{JSON_FORMAT}\"")
+        return [{"name": str(s["name"]), "n_boot": int(s.get("n_boot", 0)),
+                 "by_k": [{key: b.get(key) for key in ("label", "count", "bleu", "ci_low", "ci_high", "chrf", "ratio")}
+                          for b in s.get("by_k", [])],
+                 "paired": [{key: p.get(key) for key in ("k", "ratio", "ci_low", "ci_high", "mean_src_words")}
+                            for p in s["paired"]] if isinstance(s.get("paired"), list) and s["paired"] else None}
+                for s in data["systems"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise MtkitError(f"{path}: not a passage scores file of `mtkit eval --passages` ({err})") from None
+
+
+def _shown_dir(path: Path) -> str:
+    """Return a directory as the user gave it when relative, else only its name (no absolute path leaves the server)."""
+    return str(path) if not Path(path).is_absolute() else f".../{Path(path).name}"
 
 
 def _unique_names(run_dirs: list[Path]) -> list[str]:
@@ -118,17 +201,24 @@ def _unique_names(run_dirs: list[Path]) -> list[str]:
     return names
 
 
-def _test_split(run_dir: Path) -> tuple[list[str] | None, list[str] | None]:
+def _test_split(run_dir: Path) -> tuple[list[str] | None, list[str] | None, str | None]:
+    """Return the run's test sources and references, or None, None and why there are none."""
     try:
         prepared = prepared_dir(run_dir)
     except MtkitError as err:
         log.warning("%s", err)
-        return None, None
+        return None, None, f"{run_dir.name}: {err}"
     src, ref = prepared / "test.src", prepared / "test.tgt"
     if not (src.is_file() and ref.is_file()):
         log.warning("%s: no test split in %s; no test sentences to pick from", run_dir, prepared)
-        return None, None
-    return read_lines(src), read_lines(ref)
+        return None, None, f"{run_dir.name}: its prepared data has no test split"
+    src_lines, ref_lines = read_lines(src), read_lines(ref)
+    if len(src_lines) != len(ref_lines):
+        problem = (f"{run_dir.name}: its test split is unusable: test.src has {len(src_lines):,} lines but test.tgt "
+                   f"{len(ref_lines):,}; prepare the data again (mtkit prepare CONFIG)")
+        log.warning("%s", problem)
+        return None, None, problem
+    return src_lines, ref_lines, None
 
 
 def _eval_outputs(run_dir: Path, ckpt: Path, count: int, beam: int) -> EvalOutputs | None:
@@ -148,47 +238,63 @@ def _eval_outputs(run_dir: Path, ckpt: Path, count: int, beam: int) -> EvalOutpu
 class Service:
     """The served runs, fixed at start, and the questions the web page asks of them."""
 
-    def __init__(self, runs: list[LoadedRun]) -> None:
+    def __init__(self, runs: list[LoadedRun], limits: ServeConfig = ServeConfig(),
+                 results: tuple[ScoreFile | None, ScoreFile | None] = (None, None)) -> None:
         if not runs:
             raise MtkitError("no runs to serve; pass --run DIR")
+        self.limits = limits
         self._runs = {run.name: run for run in runs}
-        base = next((r for r in runs if r.test_src), None)
-        self._base = base  # the run whose test split the examples come from
-        self._edges, self._length_of = self._bucketing(runs)
-        self._scored = {system.name for run in runs for system in run.scores}  # `mtkit eval` labels runs by name
+        self._base = next((r for r in runs if r.test_src), None)  # the run whose test split the examples come from
+        self._edges, self._length_of = self._bucketing(runs, results[0])
+        bounds = bucket_bounds(self._edges)
+        self._buckets = {label: self._lines_in(low, high) for label, low, high in bounds}  # label → test lines
+        # The results directory's files when given (the study's, scored together with intervals), else each run's.
+        self._scores = [results[0]] if results[0] else [r.scores for r in runs if r.scores]
+        self._passages = [results[1]] if results[1] else [r.passages for r in runs if r.passages]
+        scored = {s.name for file in self._scores for s in file.systems}
+        self._runs_info = {
+            "runs": [self._describe(run, run.name in scored) for run in runs],
+            "limits": {"max_beam": limits.max_beam, "max_text_chars": limits.max_text_chars,
+                       "max_examples": limits.max_examples, "max_weights": limits.max_weights,
+                       "queue": limits.queue, "timeout_s": limits.timeout},
+            "buckets": [{"label": label, "count": len(lines)} for label, lines in self._buckets.items()],
+            "length_of": self._length_of, "test_split_of": self._base.name if self._base else None,
+        }
 
     @classmethod
-    def from_run_dirs(cls, run_dirs: Sequence[Path], checkpoint: str = "best",
-                      device: str | None = None) -> "Service":
-        """Return a Service over the runs in `run_dirs` (see `load_runs`)."""
-        return cls(load_runs(run_dirs, checkpoint, device))
+    def from_run_dirs(cls, run_dirs: Sequence[Path], checkpoint: str = "best", device: str | None = None,
+                      limits: ServeConfig = ServeConfig(), results: Path | None = None) -> "Service":
+        """Return a Service over the runs in `run_dirs` (see `load_runs`) and the scores in `results` (`load_results`)."""
+        loaded = load_results(results) if results is not None else (None, None)
+        return cls(load_runs(run_dirs, checkpoint, device), limits, loaded)
+
+    @property
+    def run_names(self) -> list[str]:
+        """Return the served runs' names, in the order given."""
+        return list(self._runs)
 
     # -- which runs ---------------------------------------------------------------------------------------------
 
     def runs(self) -> dict[str, Any]:
-        """Return the served runs: names, model kinds, decoding defaults, and the request limits."""
-        return {
-            "runs": [self._describe(run) for run in self._runs.values()],
-            "limits": {"max_beam": MAX_BEAM, "max_text_chars": MAX_TEXT_CHARS, "max_examples": MAX_EXAMPLES},
-            "buckets": [{"label": label, "count": len(self._bucket_lines(label)) if self._base else 0}
-                        for label, _, _ in bucket_bounds(self._edges)],
-            "length_of": self._length_of, "test_split_of": self._base.name if self._base else None,
-        }
+        """Return the served runs (names, model kinds, languages, decoding defaults), the limits and the buckets."""
+        return self._runs_info
 
-    def _describe(self, run: LoadedRun) -> dict[str, Any]:
+    @staticmethod
+    def _describe(run: LoadedRun, scored: bool) -> dict[str, Any]:
         """Return what the page shows of a run: an RNN's attention, decoder and cell; a Transformer's layers, heads."""
         cfg = run.translator.cfg
         shape = run.translator.attention_shape  # (layers, heads) of a Transformer's cross-attention; None: an RNN
         rnn = shape is None
         return {
-            "name": run.name, "path": str(run.run_dir.resolve()), "arch": cfg.model.arch,
+            "name": run.name, "arch": cfg.model.arch,
             "description": describe(run.translator.model), "attention": run.translator.has_attention,
             "attention_kind": cfg.model.attention.kind if rnn else "multi-head",
             "decoder": cfg.model.decoder if rnn else "transformer", "cell": cfg.model.cell if rnn else None,
             "layers": None if rnn else shape[0], "heads": None if rnn else shape[1],
             "parameters": sum(p.numel() for p in run.translator.model.parameters()),
             "beam": cfg.decode.beam, "max_src_len": cfg.decode.max_src_len,
-            "test_sentences": len(run.test_src or []), "scored": run.name in self._scored,
+            "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,
+            "test_sentences": len(run.test_src or []), "scored": scored,
         }
 
     # -- translate ----------------------------------------------------------------------------------------------
@@ -202,8 +308,14 @@ class Service:
         Transformer runs only; each result's `attention_label` says which weights it holds. The text is
         one sentence (line breaks count as spaces); a source longer than the run's
         `decode.max_src_len` pieces is truncated, as `mtkit translate` does, and the result says so.
-        Everything is checked before any model runs.
+        Everything is checked before any model runs (`check_translate`).
         """
+        plan = self.check_translate(text, runs, beam, n_best, layer, head)
+        return self.answer(plan, [self.translate_run(plan, name) for name, _ in plan.runs])
+
+    def check_translate(self, text: Any, runs: Sequence[str] | None = None, beam: Any = None,
+                        n_best: Any = 1, layer: Any = None, head: Any = None) -> TranslatePlan:
+        """Return the checked request, or raise RequestError naming the first field at fault (no model runs)."""
         sentence = self._check_text(text)
         chosen = self._check_runs(runs)
         _check_int("n_best", n_best)
@@ -212,8 +324,8 @@ class Service:
                 _check_int(name, value)
         if beam is not None:
             _check_int("beam", beam, low=None)  # the lower bound is the run config's own (below)
-            if beam > MAX_BEAM:
-                raise RequestError("beam", f"beam: got {beam}; this server allows at most {MAX_BEAM} "
+            if beam > self.limits.max_beam:
+                raise RequestError("beam", f"beam: got {beam}; this server allows at most {self.limits.max_beam} "
                                            "(each step scores beam × vocabulary hypotheses)")
         plans = []
         for run in chosen:
@@ -225,16 +337,49 @@ class Service:
                 raise RequestError("n_best", f"n_best: got {n_best}; give between 1 and the beam size "
                                              f"({settings.beam} for run {run.name})")
             _check_choice(run, layer, head)
-            plans.append((run, settings.beam))
-        results = [self._translate_one(run, sentence, run_beam, n_best, layer, head) for run, run_beam in plans]
-        return {"source": sentence, "n_best": n_best, "results": results}
+            plans.append((run.name, settings.beam))
+        for run in chosen:
+            self._check_weights(run, sentence, n_best)
+        return TranslatePlan(sentence, n_best, layer, head, plans)
+
+    def translate_run(self, plan: TranslatePlan, name: str) -> dict[str, Any]:
+        """Return one run's part of the answer to a checked request: the model's work (seconds, not microseconds)."""
+        run = self._runs[name]
+        beam = dict(plan.runs)[name]
+        start = time.perf_counter()
+        result, label = run.translate_shown(plan.source, beam, plan.n_best, plan.layer, plan.head)
+        elapsed = time.perf_counter() - start
+        note = None
+        if result.truncated:
+            limit = run.translator.cfg.decode.max_src_len
+            total = len(run.translator.tokenizer.encode_src([plan.source])[0])
+            note = (f"the source is {total:,} pieces long; {run.name} translated only its first {limit} "
+                    f"(decode.max_src_len), as `mtkit translate` does")
+        hypotheses = [self._hypothesis(run, result, hyp) for hyp in result.hypotheses]
+        return {
+            "run": run.name, "attention": run.translator.has_attention, "attention_label": label,
+            "layer": plan.layer, "head": plan.head, "beam": beam,
+            "translation": result.text, "truncated": result.truncated, "note": note,
+            "source_pieces": result.src_pieces, "hypotheses": hypotheses, "elapsed_ms": round(elapsed * 1000, 1),
+        }
+
+    @staticmethod
+    def answer(plan: TranslatePlan, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Return the answer to a translate request from its runs' results (`translate_run`), in the order asked."""
+        return {"source": plan.source, "n_best": plan.n_best, "results": results}
 
     def _check_text(self, text: Any) -> str:
         if not isinstance(text, str):
             raise RequestError("text", f"text: give the sentence as a string (got {type(text).__name__})")
-        if len(text) > MAX_TEXT_CHARS:
+        if len(text) > self.limits.max_text_chars:
             raise RequestError("text", f"text: {len(text):,} characters; this server takes at most "
-                                       f"{MAX_TEXT_CHARS:,} (longer sources are truncated anyway)", status=413)
+                                       f"{self.limits.max_text_chars:,} (longer sources are truncated anyway)",
+                               status=413)
+        bad = SURROGATE.search(text)
+        if bad:
+            raise RequestError("text", f"text: character {bad.start() + 1} is U+{ord(bad.group()):04X}, half of a "
+                                       "UTF-16 surrogate pair with no other half, which is not text; send valid "
+                                       "Unicode (escape a character beyond U+FFFF as both halves, \\ud83d\\ude00)")
         sentence = " ".join(text.split())
         if not sentence:
             raise RequestError("text", "text: empty (or only whitespace); give a sentence to translate")
@@ -253,25 +398,24 @@ class Service:
                                status=404)
         return [self._runs[r] for r in dict.fromkeys(runs)]
 
-    def _translate_one(self, run: LoadedRun, sentence: str, beam: int, n_best: int, layer: int | None,
-                       head: int | None) -> dict[str, Any]:
-        start = time.perf_counter()
-        result, label = run.translate_shown(sentence, beam, n_best, layer, head)
-        elapsed = time.perf_counter() - start
-        tokenizer = run.translator.tokenizer
-        note = None
-        if result.truncated:
-            limit = run.translator.cfg.decode.max_src_len
-            total = len(tokenizer.encode_src([sentence])[0])
-            note = (f"the source is {total:,} pieces long; {run.name} translated only its first {limit} "
-                    f"(decode.max_src_len), as `mtkit translate` does")
-        hypotheses = [self._hypothesis(run, result, hyp) for hyp in result.hypotheses]
-        return {
-            "run": run.name, "attention": run.translator.has_attention, "attention_label": label,
-            "layer": layer, "head": head, "beam": beam,
-            "translation": result.text, "truncated": result.truncated, "note": note,
-            "source_pieces": result.src_pieces, "hypotheses": hypotheses, "elapsed_ms": round(elapsed * 1000, 1),
-        }
+    def _check_weights(self, run: LoadedRun, sentence: str, n_best: int) -> None:
+        """Refuse a request whose answer for `run` could hold more than `limits.max_weights` attention weights.
+
+        Counted before decoding, at the longest output search may write: n_best × output pieces × source pieces.
+        """
+        if not run.translator.has_attention:
+            return
+        decode = run.translator.cfg.decode
+        src_len = min(len(run.translator.tokenizer.encode_src([sentence])[0]), decode.max_src_len)
+        tgt_len = int(max_lengths(torch.tensor([src_len]), decode.max_len_ratio, decode.max_len_extra)[0])
+        weights = n_best * tgt_len * src_len
+        if weights > self.limits.max_weights:
+            field = "n_best" if n_best > 1 else "text"
+            raise RequestError(field, f"{field}: {n_best} hypothes{'es' if n_best > 1 else 'is'} × up to {tgt_len} "
+                                      f"target × {src_len} source pieces = {weights:,} attention weights from run "
+                                      f"{run.name}; this server returns at most {self.limits.max_weights:,} a run: "
+                                      + ("ask for fewer hypotheses" if n_best > 1 else "send a shorter text"),
+                               status=422 if n_best > 1 else 413)
 
     @staticmethod
     def _hypothesis(run: LoadedRun, result: Translation, hyp) -> dict[str, Any]:
@@ -282,83 +426,117 @@ class Service:
         if hyp.attention is not None and pieces:
             weights = hyp.attention.float().numpy()  # (T, S)
             words = to_words(AttentionRecord(result.src_pieces, pieces, weights, out["text"]))
-            out["weights"] = _rounded(weights)
-            out["words"] = {"source": words.source, "target": words.target, "weights": _rounded(words.weights)}
+            out["weights"] = rounded_weights(weights)
+            out["words"] = {"source": words.source, "target": words.target, "weights": rounded_weights(words.weights)}
         return out
 
-    # -- BLEU by length and test sentences -----------------------------------------------------------------------
+    # -- scores, passages and test sentences ---------------------------------------------------------------------
 
     def scores(self) -> dict[str, Any]:
-        """Return the BLEU-by-length results found in the runs' eval/scores.json at start (one entry per system)."""
-        systems: dict[str, SystemScore] = {}
-        for run in self._runs.values():
-            for system in run.scores:
-                systems.setdefault(system.name, system)
+        """Return the BLEU-by-length results read at start (one entry per system), and a note on what is missing."""
+        systems: dict[str, tuple[SystemScore, ScoreFile]] = {}
+        for file in self._scores:
+            for system in file.systems:
+                systems.setdefault(system.name, (system, file))
+        note = None
+        if not systems:
+            note = ("no BLEU-by-length results: run `mtkit eval --run DIR ... --by-length`, then restart the server "
+                    "(or give it the study's results: mtkit serve --results results)")
         return {
-            "systems": [_system_dict(s, s.name if s.name in self._runs else None) for s in systems.values()],
-            "buckets": [label for label, _, _ in bucket_bounds(self._edges)], "length_of": self._length_of,
-            "note": None if systems else "no BLEU-by-length results: run `mtkit eval --run DIR ... --by-length`, "
-                                         "then restart the server",
+            "systems": [_system_dict(s, self._run_of(s.name)) for s, _ in systems.values()],
+            "buckets": list(self._buckets), "length_of": self._length_of, "note": note,
+            "intervals_note": _intervals_note([file for _, file in systems.values() if file.systems and
+                                               all(s.n_boot == 0 for s in file.systems)]),
         }
+
+    def passages(self) -> dict[str, Any]:
+        """Return the same verses alone (k=1) and inside passages of k verses, per system, when passage scores exist."""
+        systems: dict[str, tuple[dict[str, Any], ScoreFile]] = {}
+        for file in self._passages:
+            for system in file.systems:
+                systems.setdefault(system["name"], (system, file))
+        note = None
+        if not systems:
+            note = ("no passage scores: `mtkit eval --run DIR --passages --by-length` scores a run with "
+                    "data.passage_windows on its passage set (or serve the study's results: --results results)")
+        return {
+            "systems": [{**s, "run": self._run_of(s["name"])} for s, _ in systems.values()], "note": note,
+            "intervals_note": _intervals_note([file for _, file in systems.values() if file.systems and
+                                               all(s["n_boot"] == 0 for s in file.systems)]),
+        }
+
+    def _run_of(self, system: str) -> str | None:
+        """Return the served run a scored system is: the same name, or a run named PREFIX_system (the study's labels)."""
+        if system in self._runs:
+            return system
+        return next((name for name in self._runs if name.endswith(f"_{system}")), None)
 
     def examples(self, bucket: str | None = None, offset: int = 0, count: int = 5,
                  outputs: bool = True) -> dict[str, Any]:
-        """Return test sentences of one length bucket (all when None) with references and each run's output.
+        """Return test sentences of one length bucket (all when None) with references and each run's cached output.
 
-        Outputs are the ones `mtkit eval` cached for the run when present, else translated now
-        with the run's own beam. Runs tested on another split than the first run's get none.
+        Outputs are the test translations `mtkit eval` cached for the run; nothing is translated here,
+        so the question stays cheap. Runs without a cache are listed in `uncached`; runs tested on
+        another split than the first run's get none.
         """
         _check_int("offset", offset, low=0)
         _check_int("count", count, low=1)
-        if count > MAX_EXAMPLES:
-            raise RequestError("count", f"count: got {count}; at most {MAX_EXAMPLES}")
+        if count > self.limits.max_examples:
+            raise RequestError("count", f"count: got {count}; at most {self.limits.max_examples}")
         base = self._base
         if base is None:
-            raise RequestError("bucket", "no served run has a test split to take examples from", status=404)
-        lines = self._bucket_lines(bucket)
+            why = "; ".join(r.split_problem for r in self._runs.values() if r.split_problem)
+            raise RequestError("bucket", "no served run has a test split to take examples from"
+                                         + (f" ({why})" if why else ""), status=404)
+        if bucket is not None and bucket not in self._buckets:
+            raise RequestError("bucket", f"bucket: unknown bucket {bucket!r}; choose one of {list(self._buckets)}")
+        lines = self._buckets[bucket] if bucket is not None else range(len(base.test_src))
         page = lines[offset : offset + count]
         examples = [{"line": i + 1, "words": len(base.test_src[i].split()), "source": base.test_src[i],
                      "reference": base.test_ref[i], "outputs": {}} for i in page]
         other = [run.name for run in self._runs.values() if run.test_src != base.test_src]
-        if outputs and page:
+        uncached = [run.name for run in self._runs.values() if run.name not in other and run.eval_outputs is None]
+        if outputs:
             for run in self._runs.values():
-                if run.name in other:
+                if run.name in other or run.eval_outputs is None:
                     continue
-                texts, how, beam = self._outputs(run, page)
-                for example, text in zip(examples, texts):
-                    example["outputs"][run.name] = {"text": text, "from": how, "beam": beam}
+                beam = run.eval_outputs.beam
+                for example, i in zip(examples, page):
+                    example["outputs"][run.name] = {"text": run.eval_outputs.lines[i], "from": f"mtkit eval, beam {beam}",
+                                                    "beam": beam}
         return {"bucket": bucket, "total": len(lines), "offset": offset, "examples": examples,
-                "test_split_of": base.name, "other_test_split": other}
+                "test_split_of": base.name, "src_lang": base.translator.cfg.data.src_lang,
+                "tgt_lang": base.translator.cfg.data.tgt_lang, "other_test_split": other,
+                "uncached": uncached if outputs else [],
+                "uncached_note": (f"no cached test translations for {', '.join(uncached)}: `mtkit eval --run DIR` "
+                                  "writes them (this server translates only on request, with POST /api/translate)")
+                                 if outputs and uncached else None}
 
-    def _bucket_lines(self, bucket: str | None) -> list[int]:
+    def _lines_in(self, low: int, high: int | None) -> list[int]:
+        """Return the test lines of the base run whose length (source or reference side) is in [low, high]."""
         base = self._base
-        lines = range(len(base.test_src))
-        if bucket is None:
-            return list(lines)
-        bounds = {label: (low, high) for label, low, high in bucket_bounds(self._edges)}
-        if bucket not in bounds:
-            raise RequestError("bucket", f"bucket: unknown bucket {bucket!r}; choose one of {list(bounds)}")
-        low, high = bounds[bucket]
+        if base is None:
+            return []
         side = base.test_src if self._length_of == "src" else base.test_ref
-        return [i for i in lines if low <= len(side[i].split()) and (high is None or len(side[i].split()) <= high)]
+        return [i for i, line in enumerate(side) if low <= len(line.split()) and (high is None or len(line.split()) <= high)]
 
     @staticmethod
-    def _outputs(run: LoadedRun, lines: list[int]) -> tuple[list[str], str, int]:
-        if run.eval_outputs is not None:
-            beam = run.eval_outputs.beam
-            return [run.eval_outputs.lines[i] for i in lines], f"mtkit eval, beam {beam}", beam
-        beam = run.translator.cfg.decode.beam
-        translations = run.translate([run.test_src[i] for i in lines], beam=beam)
-        return [t.text for t in translations], f"translated now, beam {beam}", beam
-
-    @staticmethod
-    def _bucketing(runs: list[LoadedRun]) -> tuple[tuple[int, ...], str]:
+    def _bucketing(runs: list[LoadedRun], results: ScoreFile | None) -> tuple[tuple[int, ...], str]:
         """Return the bucket edges and length side: the first scored system's, else the first run's eval config."""
-        for run in runs:
-            if run.scores:
-                return tuple(run.scores[0].edges), run.scores[0].length_of
+        for file in ([results] if results else []) + [r.scores for r in runs if r.scores]:
+            if file.systems:
+                return tuple(file.systems[0].edges), file.systems[0].length_of
         cfg = runs[0].translator.cfg.eval
         return tuple(cfg.edges), cfg.length_of
+
+
+def _intervals_note(files: list[ScoreFile]) -> str | None:
+    """Return a plain note naming each scores file written without a bootstrap, and the command that adds one."""
+    shown = {file.where: file for file in files}
+    if not shown:
+        return None
+    return " ".join(f"{file.where} has no 95% intervals (written without a bootstrap): `{file.command}` writes them."
+                    for file in shown.values())
 
 
 def _check_int(name: str, value: Any, low: int | None = 1) -> None:
@@ -380,10 +558,6 @@ def _check_choice(run: LoadedRun, layer: int | None, head: int | None) -> None:
         if value > shape[index]:
             raise RequestError(name, f"{name}: got {value}; run {run.name} has {shape[index]} {noun} "
                                      f"(1-{shape[index]})")
-
-
-def _rounded(matrix) -> list[list[float]]:
-    return [[round(float(w), DIGITS) for w in row] for row in matrix]
 
 
 def _system_dict(system: SystemScore, run: str | None) -> dict[str, Any]:
