@@ -50,14 +50,19 @@ class PassageOutputs(NamedTuple):
 def run_passage_outputs(run_dir: Path, checkpoint: str = "best", beam: int | None = None,
                         length_penalty: float | None = None) -> PassageOutputs:
     """Return a run's passage set (`data.passage_windows`) with its translations, cached like the test split's."""
+    rows = _passage_rows(run_dir)
+    srcs, hyps, refs = _split_outputs(Path(run_dir), "passages", checkpoint, beam, length_penalty)
+    return PassageOutputs(srcs, hyps, refs, [int(r[2]) for r in rows], [int(r[1]) for r in rows])
+
+
+def _passage_rows(run_dir: Path) -> list[list[str]]:
+    """Return the rows of a run's passages.tsv (columns: ref, window, k, group), one per passage input."""
     prepared = prepared_dir(run_dir)
     table = prepared / "passages.tsv"
     if not table.is_file():
         raise MtkitError(f"{run_dir}: its prepared data {prepared} has no passage set; set data.passage_windows "
-                         "(e.g. 250) in the run's config, prepare and train again")
-    rows = [row.split("\t") for row in read_lines(table)[1:]]  # columns: ref, window, k, group
-    srcs, hyps, refs = _split_outputs(Path(run_dir), "passages", checkpoint, beam, length_penalty)
-    return PassageOutputs(srcs, hyps, refs, [int(r[2]) for r in rows], [int(r[1]) for r in rows])
+                         "(e.g. 150) in the run's config, prepare and train again")
+    return [row.split("\t") for row in read_lines(table)[1:]]
 
 
 def _split_outputs(run_dir: Path, split: str, checkpoint: str, beam: int | None,
@@ -173,12 +178,7 @@ def compare_passage_losses(runs: Sequence[Path] = (), names: Sequence[str] = (),
     labels = list(names) or [Path(r).resolve().name for r in runs]
     losses = {}
     for label, run in zip(labels, runs):
-        prepared = prepared_dir(run)
-        table = prepared / "passages.tsv"
-        if not table.is_file():
-            raise MtkitError(f"{run}: its prepared data {prepared} has no passage set; set data.passage_windows "
-                             "(e.g. 150) in the run's config, prepare and train again")
-        rows = [row.split("\t") for row in read_lines(table)[1:]]  # columns: ref, window, k, group
+        rows, prepared = _passage_rows(run), prepared_dir(run)
         translator = Translator.from_checkpoint(resolve_checkpoint(run, checkpoint))
         scorer = model_scorer(translator.model, translator.cfg.train.batch_tokens, translator.device)
         log.info("%s: teacher-forced losses of %d passage inputs", run, len(rows))
