@@ -118,3 +118,17 @@ def test_a_json_post_passes(content_type):
 def test_a_get_needs_no_content_type():
     status, _, _, stub, _ = call({"host": "[::1]:8000"}, method="GET")
     assert status == 200 and stub.called
+
+
+def test_a_client_gone_before_its_body_arrived_reaches_no_app_and_gets_no_answer():
+    stub, sent = Stub(), []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "method": "POST", "path": "/api/translate",
+             "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"), (b"content-length", b"9")]}
+    asyncio.run(Guard(stub, HOSTS, LIMIT)(scope, receive, send))
+    assert not stub.called and sent == []

@@ -36,6 +36,7 @@ HEADERS = {
     "x-content-type-options": "nosniff",
 }
 JSON_TYPE = "application/json"
+GONE = b"gone"  # what _read_body returns when the client disconnects first (compared by identity)
 
 
 def host_name(header: str) -> str | None:
@@ -82,6 +83,8 @@ class Guard:
             return
         if "content-length" in headers or "transfer-encoding" in headers:
             body = await self._read_body(receive)
+            if body is GONE:  # the client left before its body arrived: nothing to answer, nothing to run
+                return
             if body is None:
                 await _refuse(send, 413, "body", f"body: more than {self.max_body_bytes:,} bytes; this server takes at "
                                                  f"most {self.max_body_bytes:,}", close=True)
@@ -107,12 +110,12 @@ class Guard:
         return None
 
     async def _read_body(self, receive: Receive) -> bytes | None:
-        """Return the whole body, or None as soon as it passes the limit (the rest is never read)."""
+        """Return the whole body, None as soon as it passes the limit (the rest is never read), or GONE."""
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return b"".join(chunks)  # the app sees the disconnect on its next receive
+                return GONE
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
