@@ -62,8 +62,14 @@ def keep_freed_memory(environ: dict[str, str] | os._Environ = os.environ) -> boo
     return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BELOW)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_ABOVE))
 
 
-wait_briefly()
-keep_freed_memory()
+def tune_process() -> None:
+    """Apply the runtime settings the `mtkit` command runs with: OpenMP's spin, then malloc's thresholds.
+
+    Called by `main()`, never at import, so a test or a notebook that imports mtkit keeps its own process
+    settings; the benchmark calls the same two functions.
+    """
+    wait_briefly()
+    keep_freed_memory()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, translate with and evaluate RNN encoder-decoder models, with and without attention.")
@@ -303,6 +309,7 @@ def serve(
 
 def main() -> None:
     """Entry point of the `mtkit` console script."""
+    tune_process()  # before any command imports torch, which loads libgomp and reads GOMP_SPINCOUNT
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
         app()

@@ -371,16 +371,19 @@ def test_openmp_threads_spin_briefly_unless_the_environment_says(given, want):
     assert environ == want
 
 
-def test_mtkit_command_sets_the_spin_before_torch_loads():
-    code = "import os, sys; import mtkit.cli; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+def test_importing_the_cli_changes_nothing_and_the_command_sets_the_spin_before_torch_loads():
+    code = ("import os, sys; import mtkit.cli; before = os.environ.get('GOMP_SPINCOUNT'); sys.argv = ['mtkit', '--help']\n"
+            "try:\n    mtkit.cli.main()\nexcept SystemExit:\n    pass\n"
+            "print(before, os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    assert out.split() == ["3000", "False"]
+    assert out.split()[-3:] == ["None", "3000", "False"]
 
 
 FAULTS = """
 import resource
 import mtkit.cli
+mtkit.cli.tune_process()  # what the mtkit command does first
 import torch
 def step():  # a training step's pattern: a few large tensors, made, filled, freed together
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
