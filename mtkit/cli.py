@@ -185,6 +185,8 @@ def eval_(
                     seed=seed)
     if forced and not passages:
         raise MtkitError("--forced measures the passage set's verses by position; add --passages")
+    if passages and (hyp or src or ref):
+        raise MtkitError("--passages scores runs on their own passage sets; drop --src/--ref/--hyp")
     if passages and forced:
         from mtkit.plots import plot_position_losses
 
@@ -196,8 +198,6 @@ def eval_(
             typer.echo(f"wrote {path}", err=True)
         return
     if passages:
-        if hyp or src or ref:
-            raise MtkitError("--passages scores runs on their own passage sets; drop --src/--ref/--hyp")
         systems = compare.compare_passages(run, name, checkpoint, beam, **settings)
         typer.echo(evaluate.format_paired_table(systems))
         if by_length:

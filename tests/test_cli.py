@@ -214,6 +214,7 @@ def test_eval_passages_forced_measures_each_verse_alone_and_in_place(project, mo
         assert p["ci_low"] <= p["increase"] <= p["ci_high"]
     assert_png(project.root / "out/forced/passages_forced.png")
     assert_user_error(mtkit("eval", "--forced"), "--forced measures the passage set's verses by position; add --passages")
+    assert_user_error(mtkit("eval", "--passages", "--forced", "--hyp", "x.txt"), "drop --src/--ref/--hyp")
 
 
 def test_eval_passages_of_a_run_without_them_says_how_to_get_them(project, monkeypatch, tmp_path):
