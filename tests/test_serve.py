@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import select
 import importlib.util
 import json
 import os
@@ -219,7 +220,18 @@ def wire(url: str, method: str, path: str, body=None, headers: dict | None = Non
     """Send one request over a real socket (http.client sends Host as given); return status, headers, body."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+
+    def until_answered(chunks):
+        # A server that refuses a body mid-stream answers and closes; a client that went on sending would be
+        # reset and could lose the answer, so stop sending once there is something to read, as browsers do.
+        for chunk in chunks:
+            if conn.sock is not None and select.select([conn.sock], [], [], 0.01)[0]:
+                return
+            yield chunk
+
     try:
+        if chunked:
+            body = until_answered(body)
         conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
         response = conn.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
