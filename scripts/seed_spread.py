@@ -1,8 +1,9 @@
 """Print the spread of each model's paired ratios (BLEU_k / BLEU_1) over several runs of the study (markdown).
 
-Usage: python scripts/seed_spread.py RESULTS_DIR [RESULTS_DIR ...]
-Each RESULTS_DIR holds passages_scores.json from `mtkit eval --passages` (as `make reproduce` and
-`scripts/seeds.sh` write it); systems are matched by name.
+Usage: python scripts/seed_spread.py RESULTS [RESULTS ...]
+Each RESULTS is a directory holding passages_scores.json from `mtkit eval --passages` (as `make reproduce` and
+`scripts/seeds.sh` write it), or such a JSON file itself (docs/length_study_passages_scores.json is the main
+run's record); systems are matched by name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from mtkit.evaluate import load_json
 
 def spread(results: list[Path]) -> list[str]:
     """Return the markdown lines: per model and k, the ratio in each run, then mean, sd, min and max."""
-    runs = [{s.name: s for s in load_json(r / "passages_scores.json")} for r in results]
+    runs = [{s.name: s for s in load_json(r if r.is_file() else r / "passages_scores.json")} for r in results]
     names = [name for name in runs[0] if all(name in run for run in runs)]
     ks = [p.k for p in runs[0][names[0]].paired if p.k > 1] if names else []
     header = "| model | k | " + " | ".join(r.as_posix() for r in results) + " | mean | sd | min | max |"

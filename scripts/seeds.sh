@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The length study rerun with N other training seeds (train.seed = 1..N; the data split and passage windows stay),
 # one `scripts/reproduce.sh` each, then the spread of each model's paired ratios over those runs and the main run
-# in results/ when it is there: results/seeds.md. Each seed takes as long as `make reproduce` (about an hour).
+# (results/ when it is there, else its record in docs/): results/seeds.md. Each seed takes as long as `make reproduce` (about an hour).
 #   bash scripts/seeds.sh 2     # `make seeds SEEDS=2`
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +18,7 @@ for seed in $(seq 1 "$N"); do
   fi
 done
 dirs=()
-if [ -f "$OUT/passages_scores.json" ]; then dirs+=("$OUT"); fi
+if [ -f "$OUT/passages_scores.json" ]; then dirs+=("$OUT")
+elif [ -f "$ROOT/docs/length_study_passages_scores.json" ]; then dirs+=("$ROOT/docs/length_study_passages_scores.json"); fi
 for seed in $(seq 1 "$N"); do dirs+=("$OUT/seed$seed"); done
 "$PYTHON" "$ROOT/scripts/seed_spread.py" "${dirs[@]}" | tee "$OUT/seeds.md"

@@ -127,3 +127,15 @@ def test_capacity_half_length_is_read_between_bucket_midpoints():
     assert capacity.half_length(buckets(80.0, 60.0, 20.0, 10.0), 40) == pytest.approx(15.5 + 10 * (60 - 40) / (60 - 20))
     assert capacity.half_length(buckets(80.0, 79.0, 70.0, 41.0), 40) is None  # never halves
     assert capacity.half_length(buckets(None, 50.0, 25.0, 0.0), 40) == pytest.approx(25.5)  # from the first scored
+
+
+def test_seed_spread_reads_a_results_directory_or_a_scores_file(tmp_path):
+    record = ROOT / "docs" / "length_study_passages_scores.json"  # the main run's record
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed1" / "passages_scores.json").write_text(record.read_text())
+    lines = script("seed_spread").spread([record, tmp_path / "seed1"])
+    rows = [line for line in lines if line.startswith("| rnnencdec | 4 |")]
+    assert len(rows) == 1
+    cells = rows[0].split("|")[3:-1]
+    assert cells[0] == cells[1] and float(cells[-3]) == 0.0  # the same record twice: no spread
+    assert float(cells[0]) < 0.9  # the main run's RNNencdec k4/k1 (0.816)
