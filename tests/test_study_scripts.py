@@ -139,3 +139,29 @@ def test_seed_spread_reads_a_results_directory_or_a_scores_file(tmp_path):
     cells = rows[0].split("|")[3:-1]
     assert cells[0] == cells[1] and float(cells[-3]) == 0.0  # the same record twice: no spread
     assert float(cells[0]) < 0.9  # the main run's RNNencdec k4/k1 (0.816)
+
+
+def test_capacity_crossing_is_read_between_the_ks_from_ratio_one_at_k1():
+    capacity = script("capacity")
+    words = [23.0, 46.0, 69.0, 92.0]
+    assert capacity.crossing(words, [1.0, 0.8, 0.6, 0.4], 0.5) == pytest.approx(69 + 23 * 0.1 / 0.2)
+    assert capacity.crossing(words, [1.0, 0.95, 0.85, 0.8], 0.9) == pytest.approx(46 + 23 * 0.05 / 0.1)
+    assert capacity.crossing(words, [1.0, 0.95, 0.92, 0.91], 0.9) is None  # never reaches it
+    assert capacity.crossing(words, [1.0, None, 0.4, 0.3], 0.5) == pytest.approx(23 + 46 * 0.5 / 0.6)  # skips a None
+
+
+def test_capacity_reads_a_runs_paired_ratios_and_position_losses(tmp_path):
+    capacity = script("capacity")
+    run = tmp_path / "encdec_d256"
+    (run / "eval" / "passages").mkdir(parents=True)
+    docs = ROOT / "docs"
+    (run / "eval" / "passages" / "passages_scores.json").write_text((docs / "length_study_passages_scores.json").read_text())
+    (run / "eval" / "passages" / "passages_forced.json").write_text((docs / "position_loss.json").read_text())
+    p = capacity.read_passages(run)  # the first system of each record: the main run's RNNencdec
+    assert p.ratios[0] == 1.0 and len(p.words) == 4 and 80 < p.words[-1] < 100
+    assert p.ratios[-1] == pytest.approx(0.816, abs=0.001) and p.ci[-1][1] < 0.9
+    assert p.first_increase == pytest.approx(0.19, abs=0.01) and p.last_increase == pytest.approx(0.34, abs=0.01)
+    row = capacity.Capacity("encdec_d256", 256, "none", [], None, 3328, 30.0, "budget", 2.9, 31.0)
+    line = capacity.passage_table([row], [p])[-1]
+    assert "| > 92 |" in line and "0.816 [0.78, 0.85]" in line and "+0.19 / +0.34" in line
+    assert capacity.read_passages(tmp_path) is None  # no passage scores: the synthetic task's table
