@@ -6,6 +6,9 @@
 #                                      # with the same budget of CPU time (train.max_cpu_minutes in its config)
 #   SEED=2 bash scripts/reproduce.sh   # the same study with other initial weights, dropout and batch order
 #                                      # (train.seed; the data split stays): runs/seed2/, results/seed2/
+#   STEPS="3328 2653 1770" bash scripts/reproduce.sh
+#                                      # each model also stops at that many steps (RNNencdec, RNNsearch,
+#                                      # Transformer): to match a recorded run on a machine of other speed
 #   FULL=1 bash scripts/reproduce.sh   # larger models and budgets for a GPU, plus Luong variants
 # Runs, cache and results go under the current directory (the repository root for `make reproduce`).
 set -euo pipefail
@@ -15,6 +18,7 @@ PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 start=$(date +%s)
 EXTRA=("$@")  # reach mtkit prepare and train, e.g. --set train.max_len=30
 CPU_MINUTES=${CPU_MINUTES:-30}  # each model's training budget in CPU-minutes (CPU_MINUTES=5 for a quick look)
+read -r -a STEPS_OF <<<"${STEPS:-}"  # optional: each model's steps (train.max_steps), in the order of CONFIGS
 if [ "${FULL:-0}" = 1 ]; then
   CONFIGS=("$ROOT"/configs/full/{rnnencdec,rnnsearch,luong_general,scaled_dot,transformer}.yaml)
   PARALLEL=0
@@ -46,9 +50,10 @@ done
 # Train model I (one thread) on core CORE until its process has used MINUTES of CPU time in all: NEW starts it
 # (--overwrite), RESUME continues it from its last.pt.
 train_leg() {
-  local i=$1 core=$2 minutes=$3 how=$4
+  local i=$1 core=$2 minutes=$3 how=$4 steps=()
+  if [ -n "${STEPS_OF[$i]:-}" ]; then steps=(--set "train.max_steps=${STEPS_OF[$i]}"); fi
   pin "$core" $MTKIT train "${CONFIGS[$i]}" "$how" --set "run_dir=${runs[$i]}" --set train.threads=1 \
-    --set "train.max_cpu_minutes=$minutes" "${EXTRA[@]}" 2>>"$OUT/train_${names[$i]}.log"
+    --set "train.max_cpu_minutes=$minutes" "${steps[@]}" "${EXTRA[@]}" 2>>"$OUT/train_${names[$i]}.log"
 }
 # Run a command on the given cores (taskset's list, e.g. 0 or 0-1); without taskset the kernel places it.
 pin() {

@@ -165,3 +165,11 @@ def test_capacity_reads_a_runs_paired_ratios_and_position_losses(tmp_path):
     line = capacity.passage_table([row], [p])[-1]
     assert "| > 92 |" in line and "0.816 [0.78, 0.85]" in line and "+0.19 / +0.34" in line
     assert capacity.read_passages(tmp_path) is None  # no passage scores: the synthetic task's table
+
+
+def test_seeds_read_the_main_runs_steps_from_its_record():
+    record = (ROOT / "docs" / "length_study.md").read_text()
+    steps = script("record_steps").recorded_steps(record, ["rnnencdec", "rnnsearch", "transformer"])
+    assert steps == [3328, 2653, 1770]  # the main run's model table
+    with pytest.raises(SystemExit, match="no steps for lstm"):
+        script("record_steps").recorded_steps(record, ["rnnencdec", "lstm"])
