@@ -53,7 +53,9 @@ def cli_page() -> str:
                          cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**_env(), "PYTHONPATH": str(ROOT)})
     body = out.stdout.strip() + "\n"
-    return GENERATED_NOTE.format(source="the Typer app in mtkit/cli.py (`typer mtkit.cli utils docs`)") + body
+    import typer
+    source = f"the Typer app in mtkit/cli.py (`typer mtkit.cli utils docs`, typer {typer.__version__})"
+    return GENERATED_NOTE.format(source=source) + body
 
 
 def _env() -> dict[str, str]:
@@ -282,8 +284,9 @@ def _ci(low: float | None, high: float | None, digits: int) -> str:
     return "" if low is None else f" [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def headline_block(root: Path) -> str:
-    """Return the README's headline: the run, the paired table at every k and the criteria's verdicts."""
+def headline_block(root: Path, records: str = "docs/records/index.md") -> str:
+    """Return the headline: the run, the paired table at every k and the criteria's verdicts (`records`: the
+    records index, relative to the page the block is in)."""
     facts = run_facts(root)
     test, passages = _systems(root, STUDY_SCORES), _systems(root, PASSAGE_SCORES)
     any_system = next(iter(passages.values()))
@@ -291,7 +294,7 @@ def headline_block(root: Path) -> str:
     words = {p.k: p.mean_src_words for p in any_system.paired}
     verses = any_system.paired[0].inputs
     out = [f"Run: commit {facts['commit']}, {facts['date']} (`time make reproduce`: {facts.get('make', 'n/a')}; "
-           f"records in [docs/](docs/records/index.md)). The same {verses:,} verses ({any_system.windows} windows of "
+           f"records: [records index]({records})). The same {verses:,} verses ({any_system.windows} windows of "
            f"{verses // any_system.windows}) translated alone (k=1) and inside passages of k verses: BLEU, and BLEU "
            "÷ BLEU at k=1 with its 95% paired window interval.\n",
            "| model | test BLEU / chrF | " + " | ".join(f"k={k} ({words[k]:.0f} words)" for k in ks) + " |",
@@ -419,9 +422,10 @@ def render(root: Path = ROOT) -> dict[str, str]:
     """Return {path relative to the root: text} for every generated file, as it should read now."""
     blocks = {"study-headline": headline_block(root), "study-tables": study_tables_block(root),
               "modules": modules_block(root)}
+    in_docs = {**blocks, "study-headline": headline_block(root, records="records/index.md")}
     pages = {"docs/cli.md": cli_page(), "docs/configuration.md": config_page()}
     for rel in ("README.md", "docs/study.md", "docs/development.md"):
-        pages[rel] = fill_blocks((root / rel).read_text(encoding="utf-8"), blocks)
+        pages[rel] = fill_blocks((root / rel).read_text(encoding="utf-8"), in_docs if rel.startswith("docs/") else blocks)
     return pages
 
 
