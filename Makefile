@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The CPU build, pinned: an unpinned torch would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: install data test test-all demo reproduce seeds transformer clean
+.PHONY: install data test test-all docs demo reproduce seeds transformer clean
 
 install: $(BIN)/mtkit
 
@@ -32,12 +32,19 @@ test: install
 test-all: install
 	$(BIN)/pytest -q -m ""
 
+# The reference site: regenerate the generated pages (CLI, configuration, the study's tables), then build
+# docs/ into site/ with mkdocs --strict (a broken link or a missing page fails).
+docs: install
+	$(BIN)/pip install --quiet -e ".[dev,docs]"
+	$(BIN)/python scripts/gen_docs.py
+	$(BIN)/mkdocs build --strict
+
 # A small end-to-end run on a synthetic corpus: prepare, train, translate, evaluate.
 demo: install
 	bash scripts/demo.sh
 
 clean:
-	rm -rf $(VENV) runs results
+	rm -rf $(VENV) runs results site
 
 # The main job: the length study on the Bible, three models (under an hour on 2 CPU cores).
 # FULL=1 make reproduce runs the larger GPU setting.

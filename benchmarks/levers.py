@@ -27,7 +27,7 @@ that the fused one replaced:
 The Transformer's own levers, how its attention is built, are `benchmarks.transformer_levers`.
 
 Levers whose alternative mtkit no longer has (torch's packed encoder, search without
-`torch.inference_mode`) were measured at an earlier commit; docs/bench_levers.json is their record.
+`torch.inference_mode`) were measured at an earlier commit; docs/records/benchmarks/levers_reference_model.json is their record.
 
 Both sides run alternately, the first swapped each round (ABBA...), so that a shared machine's
 changing load falls on both alike; each record holds the median seconds of each side.

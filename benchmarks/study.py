@@ -1,7 +1,7 @@
 """The study's workload as `make reproduce` runs it: its models trained side by side, one thread and one core each.
 
     python -m benchmarks.study configs/bible_rnnencdec.yaml configs/bible_rnnsearch.yaml \
-        --profile 5 --in-turn --json docs/bench_study.json
+        --profile 5 --in-turn --json results/bench_study.json
 
 Starts `python -m benchmarks CONFIG --threads 1 --sentences 0` for every config at once, each
 process on a core of its own where there are enough cores, so that what the models do to each

@@ -1,7 +1,8 @@
 """The house runs one way: no module imports a module of a higher layer, and no imports go round in a circle.
 
-The layers, bottom to top, as the README's "Where things live" table and STYLE.md draw them. A module
-may import its own layer and the layers below it. Read with `ast`, so a lazy import inside a
+The layers, bottom to top: this list is the source of truth, and the table "Where things live" in
+docs/development.md (the house rules) is generated from it by scripts/gen_docs.py. A module may import its
+own layer and the layers below it. Read with `ast`, so a lazy import inside a
 function counts as much as one at the top.
 """
 

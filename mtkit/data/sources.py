@@ -103,12 +103,12 @@ class BibleCorpus(NamedTuple):
     dropped: dict[str, int]  # reason → number of verses
 
 
-# Debian packages that install the modules named in DATA.md.
+# Debian packages that install the modules named in docs/data.md.
 DEBIAN_PACKAGES = {"spaRV1909eb": "sword-text-sparv", "engKJV2006eb": "sword-text-kjv",
                    "engWEB2015eb": "sword-text-web"}
 
 # Chapters where the Reina-Valera module follows the Hebrew chapter breaks or shifts verses against KJV
-# versification (DATA.md, "Where the two versifications disagree"). Whole chapters are dropped.
+# versification (docs/data.md, "Where the two versifications disagree"). Whole chapters are dropped.
 MISALIGNED_CHAPTERS = frozenset({
     ("Num", 13), ("Num", 30), ("1Sam", 24), ("Job", 39), ("Job", 40), ("Hos", 12), ("Jonah", 2), ("1Kgs", 22),
     ("1Chr", 1), ("1Chr", 21), ("2Chr", 33), ("Judg", 14), ("2Cor", 13),
@@ -125,7 +125,7 @@ _ACROSTIC = frozenset("ALEPH BETH GIMEL DALETH HE VAU WAW ZAIN ZAYIN CHETH HETH 
 
 def read_bible(src_module: str = "spaRV1909eb", tgt_module: str = "engKJV2006eb",
                module_dir: Path | None = None) -> BibleCorpus:
-    """Return verse-aligned (src, tgt) pairs from two SWORD Bible modules, cleaned as DATA.md describes.
+    """Return verse-aligned (src, tgt) pairs from two SWORD Bible modules, cleaned as docs/data.md describes.
 
     Verses are aligned by (book, chapter, verse) of each module's versification. Dropped: verses in the chapters
     where Reina-Valera and KJV disagree ("misaligned_chapter"), verses empty on either side after cleaning
