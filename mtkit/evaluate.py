@@ -19,8 +19,8 @@ from typing import Callable, Literal, NamedTuple, Sequence
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
+from mtkit.buckets import LengthBuckets
 from mtkit.config import EvalConfig
-from mtkit.data.corpus import bucket_index, bucket_labels
 from mtkit.errors import MtkitError
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,7 @@ JSON_VERSION = 1
 
 @dataclass(frozen=True)
 class BucketScore:
-    """Scores of the sentences whose word count falls in [low, high] (high None: no upper bound).
-
-    The first bucket also holds 0-word lines although its label reads "1-…".
-    """
+    """Scores of the sentences whose word count falls in [low, high] (high None: no upper bound)."""
 
     label: str
     low: int
@@ -106,16 +103,6 @@ def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> CorpusScores:
                         bleu_metric.get_signature().format(), chrf_metric.get_signature().format())
 
 
-def bucket_bounds(edges: Sequence[int]) -> list[tuple[str, int, int | None]]:
-    """Return (label, low, high) per bucket for upper-inclusive `edges`: (10, 20) → 1-10, 11-20, 21+."""
-    if any(not isinstance(e, (int, np.integer)) for e in edges):
-        raise MtkitError(f"length edges {list(edges)} must be whole numbers of words, e.g. {list(DEFAULT_EDGES)}")
-    labels = bucket_labels(edges)  # checks the edges
-    lows = [0] + [int(e) + 1 for e in edges]  # a 0-word line counts with the shortest sentences
-    highs: list[int | None] = [int(e) for e in edges] + [None]
-    return list(zip(labels, lows, highs))
-
-
 def _sentence_stats(metric: BLEU | CHRF, hyps: list[str], refs: list[str]) -> np.ndarray:
     """Per-sentence sufficient statistics (N, K): corpus scores are computed from their column sums."""
     # Private sacrebleu API (present since 2.0); it is what corpus_score itself sums.
@@ -180,8 +167,9 @@ def _line_stats(hyps: Sequence[str], refs: Sequence[str]) -> _LineStats:
 
 def _bucket_scores(stats: _LineStats, lengths: Sequence[int], edges: Sequence[int],
                    n_boot: int, seed: int) -> list[BucketScore]:
-    which = np.array([bucket_index(n, edges) for n in lengths], dtype=np.int64)  # (N,)
-    return _group_scores(stats, which, bucket_bounds(edges), n_boot, seed)
+    buckets = LengthBuckets(edges)
+    which = np.array([buckets.index(n) for n in lengths], dtype=np.int64)  # (N,)
+    return _group_scores(stats, which, buckets.bounds(), n_boot, seed)
 
 
 def _group_scores(stats: _LineStats, which: np.ndarray, bounds: Sequence[tuple[str, int, int | None]],
@@ -592,12 +580,20 @@ def load_json(path: Path) -> list[SystemScore]:
                          f"this mtkit reads version {JSON_VERSION}. Re-run the evaluation.")
     try:
         return [SystemScore(**{**s, "edges": tuple(s["edges"]),
-                               "buckets": [BucketScore(**b) for b in s["buckets"]],
+                               "buckets": _labelled([BucketScore(**b) for b in s["buckets"]], s["edges"]),
                                "by_k": [BucketScore(**b) for b in s.get("by_k", [])],
                                "paired": [PairedRatio(**p) for p in s.get("paired", [])]})
                 for s in data["systems"]]
     except (KeyError, TypeError) as e:
         raise MtkitError(f"{path} has a malformed system entry ({e}); rewrite it with write_json.") from None
+
+
+def _labelled(buckets: list[BucketScore], edges: Sequence[int]) -> list[BucketScore]:
+    """Return length buckets with today's labels: files written before the first bucket's label said 0 read "1-…"."""
+    labels = LengthBuckets(edges).labels
+    if len(labels) != len(buckets):
+        raise TypeError(f"{len(buckets)} buckets for edges {list(edges)}")
+    return [replace(b, label=label) for b, label in zip(buckets, labels)]
 
 
 def format_summary(systems: Sequence[SystemScore]) -> str:

@@ -174,7 +174,7 @@ def test_eval_by_length_writes_scores_and_a_png(project, monkeypatch):
     monkeypatch.chdir(project.root)
     result = mtkit("eval", "--by-length", "--bootstrap", "200")
     assert result.code == 0, result
-    assert "src words" in result.stdout and "1-3" in result.stdout and "BLEU: nrefs:1" in result.stdout
+    assert "src words" in result.stdout and "0-3" in result.stdout and "BLEU: nrefs:1" in result.stdout
     out = project.root / "runs/tiny/eval"
     scores = json.loads((out / "scores.json").read_text())
     system = scores["systems"][0]

@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "mtkit"
 
 LAYERS = [
-    ["mtkit", "mtkit.errors"],
+    ["mtkit", "mtkit.errors", "mtkit.buckets"],  # plain values every layer shares
     ["mtkit.config"],
     ["mtkit.distributed"],  # plain torch.distributed plumbing, no mtkit import
     ["mtkit.data", "mtkit.data.textio", "mtkit.data.sources", "mtkit.data.corpus", "mtkit.data.tokenizer",

@@ -135,7 +135,7 @@ def test_runs_lists_the_models_in_the_order_given(client):
     assert [(r["name"], r["attention"]) for r in data["runs"]] == [("att", True), ("none", False)]
     assert data["limits"]["max_beam"] == MAX_BEAM and data["length_of"] == "src"
     assert all(r["scored"] for r in data["runs"])  # both systems are in the first run's eval/scores.json
-    assert [b["label"] for b in data["buckets"]] == ["1-4", "5-8", "9+"]
+    assert [b["label"] for b in data["buckets"]] == ["0-4", "5-8", "9+"]
     assert sum(b["count"] for b in data["buckets"]) == data["runs"][0]["test_sentences"] == 30
 
 
@@ -200,7 +200,7 @@ def test_bad_translate_requests_get_a_4xx_json_error_naming_the_field(client, bo
 
 @pytest.mark.parametrize("query,field", [
     ("bucket=99-100", "bucket"), ("count=0", "count"), ("count=21", "count"), ("count=x", "count"),
-    ("offset=-1", "offset"), ("bucket=1-4&outputs=maybe", "outputs"),
+    ("offset=-1", "offset"), ("bucket=0-4&outputs=maybe", "outputs"),
 ])
 def test_bad_example_queries_get_a_4xx_naming_the_field(client, query, field):
     response = client.get(f"/api/examples?{query}")
@@ -476,7 +476,7 @@ def test_examples_never_translate_a_run_without_cached_outputs_but_say_how_to_ge
     assert service.scores()["systems"] == [] and "mtkit eval" in service.scores()["note"]
     calls = []
     monkeypatch.setattr(Translator, "translate", lambda *args, **kwargs: calls.append(args))
-    response = TestClient(make_app(service), base_url=LOCAL).get("/api/examples?bucket=1-10&count=20")
+    response = TestClient(make_app(service), base_url=LOCAL).get("/api/examples?bucket=0-10&count=20")
     data = response.json()  # the run's eval.edges, as no scores.json says otherwise
     assert response.status_code == 200 and len(data["examples"]) == 20 and calls == []
     assert all(ex["outputs"] == {} for ex in data["examples"]) and data["uncached"] == ["none"]

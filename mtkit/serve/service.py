@@ -32,11 +32,12 @@ from typing import Any, NamedTuple, Sequence
 import torch
 
 from mtkit.alignment import AttentionRecord, to_words
+from mtkit.buckets import LengthBuckets
 from mtkit.compare import CACHED
 from mtkit.config import ServeConfig
 from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
-from mtkit.evaluate import JSON_FORMAT, SystemScore, bucket_bounds, load_json
+from mtkit.evaluate import JSON_FORMAT, SystemScore, load_json
 from mtkit.model import describe
 from mtkit.runs import CHECKPOINTS, prepared_dir, resolve_checkpoint
 from mtkit.search import max_lengths
@@ -246,8 +247,7 @@ class Service:
         self._runs = {run.name: run for run in runs}
         self._base = next((r for r in runs if r.test_src), None)  # the run whose test split the examples come from
         self._edges, self._length_of = self._bucketing(runs, results[0])
-        bounds = bucket_bounds(self._edges)
-        self._buckets = {label: self._lines_in(low, high) for label, low, high in bounds}  # label → test lines
+        self._buckets = self._lines_by_bucket(LengthBuckets(self._edges))  # label → test lines
         # The results directory's files when given (the study's, scored together with intervals), else each run's.
         self._scores = [results[0]] if results[0] else [r.scores for r in runs if r.scores]
         self._passages = [results[1]] if results[1] else [r.passages for r in runs if r.passages]
@@ -512,13 +512,15 @@ class Service:
                                   "writes them (this server translates only on request, with POST /api/translate)")
                                  if outputs and uncached else None}
 
-    def _lines_in(self, low: int, high: int | None) -> list[int]:
-        """Return the test lines of the base run whose length (source or reference side) is in [low, high]."""
-        base = self._base
-        if base is None:
-            return []
-        side = base.test_src if self._length_of == "src" else base.test_ref
-        return [i for i, line in enumerate(side) if low <= len(line.split()) and (high is None or len(line.split()) <= high)]
+    def _lines_by_bucket(self, buckets: LengthBuckets) -> dict[str, list[int]]:
+        """Return, per bucket label, the test lines of the base run whose length (source or reference side) is in it."""
+        labels = buckets.labels
+        lines: dict[str, list[int]] = {label: [] for label in labels}
+        if self._base is not None:
+            side = self._base.test_src if self._length_of == "src" else self._base.test_ref
+            for i, line in enumerate(side):
+                lines[labels[buckets.index_of(line)]].append(i)
+        return lines
 
     @staticmethod
     def _bucketing(runs: list[LoadedRun], results: ScoreFile | None) -> tuple[tuple[int, ...], str]:
