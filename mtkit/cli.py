@@ -165,7 +165,7 @@ def eval_(
     name: List[str] = typer.Option([], help="Label of each run / --hyp, in order (default: its directory/file name)."),
     checkpoint: str = typer.Option("best", help="best or last (for runs)."),
     beam: Optional[int] = typer.Option(None, help="Beam size for translating runs (default: the run's decode.beam)."),
-    edges: Optional[str] = typer.Option(None, help="Bucket edges in words, e.g. 10,20,30 (default: the run's eval.edges)."),
+    edges: Optional[str] = typer.Option(None, help="Bucket edges in words, e.g. 10,20,30 (default: the run's length_edges)."),
     length_of: Optional[str] = typer.Option(None, help="Bucket by the length of src or ref (default: the run's eval.length_of)."),
     bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples for the 95% intervals, 0: none (default: the run's eval.bootstrap)."),
     seed: Optional[int] = typer.Option(None, help="Bootstrap seed (default: the run's eval.bootstrap_seed)."),

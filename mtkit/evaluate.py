@@ -3,7 +3,7 @@
 Everything here takes lists of strings and returns plain records; no models are involved (running
 models over a test set is `mtkit.compare`). Scores come from sacrebleu and carry its signature so a
 number can be reproduced. The only file access is in the writers and `load_json`. Defaults come
-from `EvalConfig`.
+from `Config` (`length_edges`, `eval`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
 from mtkit.buckets import LengthBuckets
-from mtkit.config import EvalConfig
+from mtkit.config import Config, EvalConfig
 from mtkit.errors import MtkitError
 
 log = logging.getLogger(__name__)
 
 DEFAULTS = EvalConfig()
-DEFAULT_EDGES = DEFAULTS.edges
+DEFAULT_EDGES = Config().length_edges
 LENGTH_OF_CHOICES = typing.get_args(typing.get_type_hints(EvalConfig)["length_of"])  # ("src", "ref")
 JSON_FORMAT = "mtkit-evaluation"
 JSON_VERSION = 1
@@ -61,7 +61,7 @@ class SystemScore:
     length_of: str = DEFAULTS.length_of  # which side's word count chose the buckets
     n_boot: int = DEFAULTS.bootstrap
     seed: int = DEFAULTS.bootstrap_seed
-    edges: tuple[int, ...] = DEFAULTS.edges
+    edges: tuple[int, ...] = DEFAULT_EDGES
     by_k: list[BucketScore] = field(default_factory=list)  # passages: one bucket per number of verses joined
     paired: list["PairedRatio"] = field(default_factory=list)  # passages: each k against k = 1, window-paired
     windows: int = 0  # passages: how many windows the paired bootstrap resamples
@@ -203,7 +203,7 @@ def _lengths(srcs: Sequence[str], refs: Sequence[str], length_of: str) -> list[i
 
 
 def bleu_by_length(srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str],
-                   edges: Sequence[int] = DEFAULTS.edges,
+                   edges: Sequence[int] = DEFAULT_EDGES,
                    length_of: Literal["src", "ref"] = DEFAULTS.length_of,
                    n_boot: int = DEFAULTS.bootstrap, seed: int = DEFAULTS.bootstrap_seed) -> list[BucketScore]:
     """Return one BucketScore per length bucket (empty ones included), with a seeded 95% bootstrap CI.
@@ -218,7 +218,7 @@ def bleu_by_length(srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str]
 
 
 def evaluate_system(name: str, srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str],
-                    edges: Sequence[int] = DEFAULTS.edges,
+                    edges: Sequence[int] = DEFAULT_EDGES,
                     length_of: Literal["src", "ref"] = DEFAULTS.length_of,
                     n_boot: int = DEFAULTS.bootstrap, seed: int = DEFAULTS.bootstrap_seed,
                     paths: dict[str, str | Path] | None = None) -> SystemScore:
@@ -241,7 +241,7 @@ def evaluate_system(name: str, srcs: Sequence[str], hyps: Sequence[str], refs: S
 
 
 def evaluate_passages(name: str, srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str], ks: Sequence[int],
-                      windows: Sequence[int], edges: Sequence[int] = DEFAULTS.edges,
+                      windows: Sequence[int], edges: Sequence[int] = DEFAULT_EDGES,
                       length_of: Literal["src", "ref"] = DEFAULTS.length_of,
                       n_boot: int = DEFAULTS.bootstrap, seed: int = DEFAULTS.bootstrap_seed) -> SystemScore:
     """Return `evaluate_system`'s scores of passage inputs, plus `by_k` and `paired`.

@@ -27,7 +27,6 @@ data:
   tgt_file: data/train.tgt
   dev_size: 30
   test_size: 30
-  length_edges: [3, 6]
   passage_windows: 5  # windows of 2 consecutive lines, read alone (k=1) and joined (k=2)
   passage_max_k: 2
 tokenizer:
@@ -51,8 +50,7 @@ train:
   log_every: 10
 decode:
   beam: 2
-eval:
-  edges: [3, 6]
+length_edges: [3, 6]
 """
 PNG = b"\x89PNG\r\n\x1a\n"
 

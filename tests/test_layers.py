@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mtkit"
 
 LAYERS = [
     ["mtkit", "mtkit.errors", "mtkit.buckets"],  # plain values every layer shares
-    ["mtkit.config"],
+    ["mtkit.config", "mtkit.config.schema", "mtkit.config.load"],
     ["mtkit.distributed"],  # plain torch.distributed plumbing, no mtkit import
     ["mtkit.data", "mtkit.data.textio", "mtkit.data.sources", "mtkit.data.corpus", "mtkit.data.tokenizer",
      "mtkit.data.batching", "mtkit.data.synthetic"],

@@ -477,7 +477,7 @@ def test_examples_never_translate_a_run_without_cached_outputs_but_say_how_to_ge
     calls = []
     monkeypatch.setattr(Translator, "translate", lambda *args, **kwargs: calls.append(args))
     response = TestClient(make_app(service), base_url=LOCAL).get("/api/examples?bucket=0-10&count=20")
-    data = response.json()  # the run's eval.edges, as no scores.json says otherwise
+    data = response.json()  # the run's length_edges, as no scores.json says otherwise
     assert response.status_code == 200 and len(data["examples"]) == 20 and calls == []
     assert all(ex["outputs"] == {} for ex in data["examples"]) and data["uncached"] == ["none"]
     assert "`mtkit eval --run DIR`" in data["uncached_note"]

@@ -38,8 +38,8 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), tmp_path / "c.src", tmp_path / "c.tgt")
     (tmp_path / "c.yaml").write_text(
-        "run_dir: runs/tiny\ndata:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
-        "  length_edges: [3, 6]\neval:\n  edges: [3, 6]\n", encoding="utf-8")
+        "run_dir: runs/tiny\nlength_edges: [3, 6]\ndata:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n",
+        encoding="utf-8")
     return tmp_path
 
 

@@ -524,12 +524,12 @@ class Service:
 
     @staticmethod
     def _bucketing(runs: list[LoadedRun], results: ScoreFile | None) -> tuple[tuple[int, ...], str]:
-        """Return the bucket edges and length side: the first scored system's, else the first run's eval config."""
+        """Return the bucket edges and length side: the first scored system's, else the first run's config."""
         for file in ([results] if results else []) + [r.scores for r in runs if r.scores]:
             if file.systems:
                 return tuple(file.systems[0].edges), file.systems[0].length_of
-        cfg = runs[0].translator.cfg.eval
-        return tuple(cfg.edges), cfg.length_of
+        cfg = runs[0].translator.cfg
+        return tuple(cfg.length_edges), cfg.eval.length_of
 
 
 def _intervals_note(files: list[ScoreFile]) -> str | None:
