@@ -331,6 +331,17 @@ def load_prepared(directory: Path, reused: bool = False) -> Prepared:
     return Prepared(directory, meta["fingerprint"], tokenizer, splits, report, reused, refs, passages)
 
 
+def shorter_pairs(split: EncodedSplit, max_len: int) -> EncodedSplit:
+    """Return the pairs of `split` with at most `max_len` words on each side (Bahdanau et al.'s -30 and -50 models)."""
+    keep = [i for i, (src, tgt) in enumerate(zip(split.src_text, split.tgt_text))
+            if len(src.split()) <= max_len and len(tgt.split()) <= max_len]
+    if not keep:
+        raise MtkitError(f"`train.max_len` = {max_len} leaves no training pair; raise it or leave it unset")
+    log.info("training on %d of %d pairs: at most %d words a side (train.max_len)", len(keep), len(split.src_text),
+             max_len)
+    return EncodedSplit(*([part[i] for i in keep] for part in split))
+
+
 def _merge_counts(*counts: dict[str, int]) -> dict[str, int]:
     merged: dict[str, int] = {}
     for count in counts:

@@ -22,7 +22,7 @@ LAYERS = [
      "mtkit.model.decoder", "mtkit.model.transformer", "mtkit.model.seq2seq"],
     ["mtkit.prepare", "mtkit.search", "mtkit.loss", "mtkit.evaluate", "mtkit.plots", "mtkit.checkpoint",
      "mtkit.device", "mtkit.runs"],
-    ["mtkit.train", "mtkit.translate", "mtkit.forced"],
+    ["mtkit.optim", "mtkit.runlog", "mtkit.train", "mtkit.translate", "mtkit.forced"],
     ["mtkit.compare", "mtkit.alignment"],
     ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service", "mtkit.serve.guard",
      "mtkit.serve.queue"],  # nothing imports these

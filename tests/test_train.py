@@ -223,8 +223,7 @@ def test_two_processes_stay_in_sync_and_learn(workdir):
 
 
 def test_max_len_keeps_only_pairs_short_on_both_sides():
-    from mtkit.prepare import EncodedSplit
-    from mtkit.train import shorter_pairs
+    from mtkit.prepare import EncodedSplit, shorter_pairs
 
     split = EncodedSplit(["a b", "a b c d", "a", "a b c"], ["x", "x y", "x y z w", "x y z"],
                          [[4, 5], [4, 5, 6, 7], [4], [4, 5, 6]], [[8], [8, 9], [8, 9, 10, 11], [8, 9, 10]])
