@@ -24,8 +24,8 @@ LAYERS = [
      "mtkit.device", "mtkit.runs"],
     ["mtkit.optim", "mtkit.runlog", "mtkit.train", "mtkit.translate", "mtkit.forced"],
     ["mtkit.compare", "mtkit.alignment"],
-    ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service", "mtkit.serve.guard",
-     "mtkit.serve.queue"],  # nothing imports these
+    ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service", "mtkit.serve.requests",
+     "mtkit.serve.guard", "mtkit.serve.queue"],  # nothing imports these
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 

@@ -39,6 +39,7 @@ from mtkit.runs import prepared_dir, write_data_info  # noqa: E402
 from mtkit.serve.app import background, bind, make_app, static_files, static_response  # noqa: E402
 from mtkit.config import ServeConfig  # noqa: E402
 from mtkit.evaluate import JSON_FORMAT, corpus_scores  # noqa: E402
+from mtkit.serve.requests import RequestError  # noqa: E402
 from mtkit.serve.service import LoadedRun, Service, load_runs, read_passages  # noqa: E402
 from mtkit.translate import Translator  # noqa: E402
 
@@ -205,6 +206,25 @@ def test_bad_translate_requests_get_a_4xx_json_error_naming_the_field(client, bo
 def test_bad_example_queries_get_a_4xx_naming_the_field(client, query, field):
     response = client.get(f"/api/examples?{query}")
     assert 400 <= response.status_code < 500 and response.json()["field"] == field
+
+
+@pytest.mark.parametrize("body,status,field", [b for b in BAD_REQUESTS if isinstance(b[0], dict) and "path" not in b[0]])
+def test_python_callers_get_the_request_models_checks_and_messages(client, service, body, status, field):
+    """Service.translate checks its arguments with the web app's request model: one place, the same answers."""
+    over_http = client.post("/api/translate", json=body).json()
+    with pytest.raises(RequestError) as err:
+        service.translate(**{"text": None, **body})
+    assert (err.value.status, err.value.field) == (status, field)
+    if "text" in body:
+        assert str(err.value) == over_http["error"]
+
+
+def test_python_callers_of_examples_get_the_query_models_checks(service):
+    for query, field in [({"count": 0}, "count"), ({"count": LIMITS.max_examples + 1}, "count"),
+                         ({"offset": -1}, "offset"), ({"bucket": "99-100"}, "bucket")]:
+        with pytest.raises(RequestError) as err:
+            service.examples(**query)
+        assert err.value.field == field
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(client):
@@ -476,8 +496,8 @@ def test_examples_never_translate_a_run_without_cached_outputs_but_say_how_to_ge
     assert service.scores()["systems"] == [] and "mtkit eval" in service.scores()["note"]
     calls = []
     monkeypatch.setattr(Translator, "translate", lambda *args, **kwargs: calls.append(args))
-    response = TestClient(make_app(service), base_url=LOCAL).get("/api/examples?bucket=0-10&count=20")
-    data = response.json()  # the run's length_edges, as no scores.json says otherwise
+    response = TestClient(make_app(service), base_url=LOCAL).get("/api/examples?count=20")
+    data = response.json()
     assert response.status_code == 200 and len(data["examples"]) == 20 and calls == []
     assert all(ex["outputs"] == {} for ex in data["examples"]) and data["uncached"] == ["none"]
     assert "`mtkit eval --run DIR`" in data["uncached_note"]

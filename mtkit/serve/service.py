@@ -9,20 +9,23 @@ only by the name it got at start, so nothing a request says reaches the filesyst
 holds a path on disk.
 
 Translating is split in two so the web app can queue each model's work on its own thread:
-`check_translate` checks everything a request asks (cheap; raises `RequestError`) and returns a
-`TranslatePlan`; `translate_run` does one run's model work; `translate` does both, in turn, for
+`check_translate` checks what a request asks of the runs (cheap; raises `RequestError`) and returns
+a `TranslatePlan`; `translate_run` does one run's model work; `translate` does both, in turn, for
 callers in Python. Each model also has its own lock, so that threads calling `translate` never
 enter one model at once.
 
-A mistake in a request raises `RequestError`, which names the field at fault; `app.py` turns it
-into a 4xx JSON response.
+A request's fields are checked once, by its model in `requests.py` (types, the server's limits,
+empty or broken text): the web app's routes receive them checked, and `translate` and `examples`
+build them from their arguments, so a Python caller gets the same checks. Here are only the checks
+that need the runs: a run's name, its beam, layers and heads, the attention weights an answer would
+hold, a bucket's label. A refused request raises `RequestError`, which names the field at fault;
+`app.py` turns it into a 4xx JSON response.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import torch
+from pydantic import ValidationError
 
 from mtkit.alignment import AttentionRecord, to_words
 from mtkit.buckets import LengthBuckets
@@ -41,21 +45,13 @@ from mtkit.evaluate import JSON_FORMAT, SystemScore, load_json
 from mtkit.model import describe
 from mtkit.runs import CHECKPOINTS, prepared_dir, resolve_checkpoint
 from mtkit.search import max_lengths
+from mtkit.serve.requests import ExamplesQuery, RequestError, TranslateRequest, request_error
 from mtkit.translate import Translation, Translator, rounded_weights
 
 log = logging.getLogger(__name__)
 
-SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: JSON's \ud800 decodes to one, UTF-8 cannot hold it
 PASSAGE_FILES = ("eval/passages/passages_scores.json", "eval/passages_scores.json")  # in a run dir, as the study
 # (`mtkit eval --passages --out RUN/eval/passages`) and `mtkit eval --passages` alone write them
-
-
-class RequestError(MtkitError):
-    """A request the service cannot answer: names the field at fault and the HTTP status to answer with."""
-
-    def __init__(self, field: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.field, self.status = field, status
 
 
 @dataclass
@@ -244,6 +240,9 @@ class Service:
         if not runs:
             raise MtkitError("no runs to serve; pass --run DIR")
         self.limits = limits
+        # The request models of these limits: the web app's routes take them, and the Python methods build them.
+        self.translate_request = TranslateRequest.for_limits(limits)
+        self.examples_query = ExamplesQuery.for_limits(limits)
         self._runs = {run.name: run for run in runs}
         self._base = next((r for r in runs if r.test_src), None)  # the run whose test split the examples come from
         self._edges, self._length_of = self._bucketing(runs, results[0])
@@ -299,8 +298,8 @@ class Service:
 
     # -- translate ----------------------------------------------------------------------------------------------
 
-    def translate(self, text: Any, runs: Sequence[str] | None = None, beam: Any = None,
-                  n_best: Any = 1, layer: Any = None, head: Any = None) -> dict[str, Any]:
+    def translate(self, text: str, runs: Sequence[str] | None = None, beam: int | None = None,
+                  n_best: int = 1, layer: int | None = None, head: int | None = None) -> dict[str, Any]:
         """Return every chosen run's translation of `text`: n-best hypotheses with pieces, words and weights.
 
         `runs` None means all runs; `beam` None means each run's own `decode.beam`. `layer` and
@@ -308,32 +307,26 @@ class Service:
         Transformer runs only; each result's `attention_label` says which weights it holds. The text is
         one sentence (line breaks count as spaces); a source longer than the run's
         `decode.max_src_len` pieces is truncated, as `mtkit translate` does, and the result says so.
-        Everything is checked before any model runs (`check_translate`).
+        Everything is checked before any model runs: the fields as the web app's are (`TranslateRequest`),
+        then against the runs (`check_translate`).
         """
-        plan = self.check_translate(text, runs, beam, n_best, layer, head)
+        try:
+            request = self.translate_request(text=text, runs=runs, beam=beam,
+                                             n_best=n_best, layer=layer, head=head)
+        except ValidationError as err:
+            raise request_error(err.errors()) from None
+        plan = self.check_translate(request)
         return self.answer(plan, [self.translate_run(plan, name) for name, _ in plan.runs])
 
-    def check_translate(self, text: Any, runs: Sequence[str] | None = None, beam: Any = None,
-                        n_best: Any = 1, layer: Any = None, head: Any = None) -> TranslatePlan:
-        """Return the checked request, or raise RequestError naming the first field at fault (no model runs)."""
-        sentence = self._check_text(text)
-        chosen = self._check_runs(runs)
-        _check_int("n_best", n_best)
-        for name, value in (("layer", layer), ("head", head)):
-            if value is not None:
-                _check_int(name, value)
-        if beam is not None:
-            _check_int("beam", beam, low=None)  # the lower bound is the run config's own (below)
-            if beam > self.limits.max_beam:
-                raise RequestError("beam", f"beam: got {beam}; this server allows at most {self.limits.max_beam} "
-                                           "(each step scores beam × vocabulary hypotheses)")
+    def check_translate(self, request: TranslateRequest) -> TranslatePlan:
+        """Return the plan of a request whose fields are checked, or raise RequestError naming the first field that
+        does not fit the runs (no model runs)."""
+        sentence, n_best, layer, head = request.text, request.n_best, request.layer, request.head
+        chosen = self._check_runs(request.runs)
         plans = []
         for run in chosen:
-            try:
-                settings = run.translator.settings(beam=beam)  # the run's own check: `decode.beam`: got 0; ...
-            except MtkitError as err:
-                raise RequestError("beam", f"beam: {err}") from None
-            if not 1 <= n_best <= settings.beam:
+            settings = run.translator.settings(beam=request.beam)  # the run's own beam when none is asked
+            if n_best > settings.beam:
                 raise RequestError("n_best", f"n_best: got {n_best}; give between 1 and the beam size "
                                              f"({settings.beam} for run {run.name})")
             _check_choice(run, layer, head)
@@ -368,30 +361,9 @@ class Service:
         """Return the answer to a translate request from its runs' results (`translate_run`), in the order asked."""
         return {"source": plan.source, "n_best": plan.n_best, "results": results}
 
-    def _check_text(self, text: Any) -> str:
-        if not isinstance(text, str):
-            raise RequestError("text", f"text: give the sentence as a string (got {type(text).__name__})")
-        if len(text) > self.limits.max_text_chars:
-            raise RequestError("text", f"text: {len(text):,} characters; this server takes at most "
-                                       f"{self.limits.max_text_chars:,} (longer sources are truncated anyway)",
-                               status=413)
-        bad = SURROGATE.search(text)
-        if bad:
-            raise RequestError("text", f"text: character {bad.start() + 1} is U+{ord(bad.group()):04X}, half of a "
-                                       "UTF-16 surrogate pair with no other half, which is not text; send valid "
-                                       "Unicode (escape a character beyond U+FFFF as both halves, \\ud83d\\ude00)")
-        sentence = " ".join(text.split())
-        if not sentence:
-            raise RequestError("text", "text: empty (or only whitespace); give a sentence to translate")
-        return sentence
-
-    def _check_runs(self, runs: Sequence[str] | None) -> list[LoadedRun]:
+    def _check_runs(self, runs: list[str] | None) -> list[LoadedRun]:
         if runs is None:
             return list(self._runs.values())
-        if isinstance(runs, str) or not all(isinstance(r, str) for r in runs):
-            raise RequestError("runs", f"runs: give a list of run names, e.g. {list(self._runs)[:2]}")
-        if not runs:
-            raise RequestError("runs", f"runs: empty; leave it out for all runs or choose from {list(self._runs)}")
         unknown = [r for r in runs if r not in self._runs]
         if unknown:
             raise RequestError("runs", f"runs: unknown run {unknown[0]!r}; this server has {list(self._runs)}",
@@ -473,16 +445,21 @@ class Service:
 
     def examples(self, bucket: str | None = None, offset: int = 0, count: int = 5,
                  outputs: bool = True) -> dict[str, Any]:
+        """Return test sentences of one length bucket (all when None); see `show_examples`."""
+        try:
+            query = self.examples_query(bucket=bucket, offset=offset, count=count, outputs=outputs)
+        except ValidationError as err:
+            raise request_error(err.errors()) from None
+        return self.show_examples(query)
+
+    def show_examples(self, query: ExamplesQuery) -> dict[str, Any]:
         """Return test sentences of one length bucket (all when None) with references and each run's cached output.
 
         Outputs are the test translations `mtkit eval` cached for the run; nothing is translated here,
         so the question stays cheap. Runs without a cache are listed in `uncached`; runs tested on
         another split than the first run's get none.
         """
-        _check_int("offset", offset, low=0)
-        _check_int("count", count, low=1)
-        if count > self.limits.max_examples:
-            raise RequestError("count", f"count: got {count}; at most {self.limits.max_examples}")
+        bucket, offset, count, outputs = query.bucket, query.offset, query.count, query.outputs
         base = self._base
         if base is None:
             why = "; ".join(r.split_problem for r in self._runs.values() if r.split_problem)
@@ -539,13 +516,6 @@ def _intervals_note(files: list[ScoreFile]) -> str | None:
         return None
     return " ".join(f"{file.where} has no 95% intervals (written without a bootstrap): `{file.command}` writes them."
                     for file in shown.values())
-
-
-def _check_int(name: str, value: Any, low: int | None = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(name, f"{name}: give a whole number (got {value!r})")
-    if low is not None and value < low:
-        raise RequestError(name, f"{name}: got {value}; must be at least {low}")
 
 
 def _check_choice(run: LoadedRun, layer: int | None, head: int | None) -> None:
