@@ -15,8 +15,8 @@ from typing import NamedTuple, Sequence
 from mtkit.config import Config, load_config, update
 from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
-from mtkit.evaluate import (PositionLoss, SystemScore, evaluate_passages, evaluate_system, position_losses,
-                            write_csv, write_json)
+from mtkit.evaluate import PositionLoss, SystemScore, evaluate_passages, evaluate_system, position_losses
+from mtkit.results import write_csv, write_json
 from mtkit.forced import model_scorer, passage_verse_losses
 from mtkit.runs import LATEST, prepared_dir, read_latest, resolve_checkpoint
 from mtkit.translate import Translator

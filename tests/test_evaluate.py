@@ -6,8 +6,8 @@ import sacrebleu
 
 from mtkit.errors import MtkitError
 from mtkit.buckets import LengthBuckets
-from mtkit.evaluate import (bleu_by_length, corpus_scores,
-                            evaluate_system, format_table, load_json, write_csv, write_json)
+from mtkit.evaluate import bleu_by_length, corpus_scores, evaluate_system
+from mtkit.results import format_table, load_json, write_csv, write_json
 
 
 def toy_corpus(n: int = 60, seed: int = 0, noise: float = 0.3):

@@ -20,12 +20,12 @@ LAYERS = [
      "mtkit.data.batching", "mtkit.data.synthetic"],
     ["mtkit.model", "mtkit.model.native", "mtkit.model.dropout", "mtkit.model.encoder", "mtkit.model.attention", "mtkit.model.recurrence",
      "mtkit.model.decoder", "mtkit.model.transformer", "mtkit.model.seq2seq"],
-    ["mtkit.prepare", "mtkit.search", "mtkit.loss", "mtkit.evaluate", "mtkit.plots", "mtkit.checkpoint",
-     "mtkit.device", "mtkit.runs"],
+    ["mtkit.prepare", "mtkit.search", "mtkit.loss", "mtkit.evaluate", "mtkit.results", "mtkit.plots",
+     "mtkit.checkpoint", "mtkit.device", "mtkit.runs"],
     ["mtkit.optim", "mtkit.runlog", "mtkit.train", "mtkit.translate", "mtkit.forced"],
     ["mtkit.compare", "mtkit.alignment"],
-    ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service", "mtkit.serve.requests",
-     "mtkit.serve.guard", "mtkit.serve.queue"],  # nothing imports these
+    ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service", "mtkit.serve.loading",
+     "mtkit.serve.requests", "mtkit.serve.guard", "mtkit.serve.queue"],  # nothing imports these
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 

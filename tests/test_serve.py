@@ -38,9 +38,11 @@ from mtkit.errors import MtkitError  # noqa: E402
 from mtkit.runs import prepared_dir, write_data_info  # noqa: E402
 from mtkit.serve.app import background, bind, make_app, static_files, static_response  # noqa: E402
 from mtkit.config import ServeConfig  # noqa: E402
-from mtkit.evaluate import JSON_FORMAT, corpus_scores  # noqa: E402
+from mtkit.evaluate import corpus_scores  # noqa: E402
+from mtkit.results import JSON_FORMAT  # noqa: E402
 from mtkit.serve.requests import RequestError  # noqa: E402
-from mtkit.serve.service import LoadedRun, Service, load_runs, read_passages  # noqa: E402
+from mtkit.serve.loading import LoadedRun, load_runs, read_passages  # noqa: E402
+from mtkit.serve.service import Service  # noqa: E402
 from mtkit.translate import Translator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
