@@ -165,7 +165,7 @@ def eval_(
     name: List[str] = typer.Option([], help="Label of each run / --hyp, in order (default: its directory/file name)."),
     checkpoint: str = typer.Option("best", help="best or last (for runs)."),
     beam: Optional[int] = typer.Option(None, help="Beam size for translating runs (default: the run's decode.beam)."),
-    edges: Optional[str] = typer.Option(None, help="Bucket edges in words, e.g. 10,20,30 (default: the run's eval.edges)."),
+    edges: Optional[str] = typer.Option(None, help="Bucket edges in words, e.g. 10,20,30 (default: the run's length_edges)."),
     length_of: Optional[str] = typer.Option(None, help="Bucket by the length of src or ref (default: the run's eval.length_of)."),
     bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples for the 95% intervals, 0: none (default: the run's eval.bootstrap)."),
     seed: Optional[int] = typer.Option(None, help="Bootstrap seed (default: the run's eval.bootstrap_seed)."),
@@ -173,7 +173,7 @@ def eval_(
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ) -> None:
     """Score runs or output files: corpus BLEU and chrF, and with --by-length BLEU per length bucket."""
-    from mtkit import compare, evaluate
+    from mtkit import compare, results
     from mtkit.device import set_threads
 
     set_threads(threads)
@@ -191,21 +191,21 @@ def eval_(
         from mtkit.plots import plot_position_losses
 
         losses = compare.compare_passage_losses(run, name, checkpoint, bootstrap, seed)
-        typer.echo(evaluate.format_position_table(losses))
+        typer.echo(results.format_position_table(losses))
         out_dir = out or compare.default_out_dir(run)
-        for path in (evaluate.write_position_json(losses, out_dir / "passages_forced.json"),
+        for path in (results.write_position_json(losses, out_dir / "passages_forced.json"),
                      plot_position_losses(losses, out_dir / "passages_forced.png")):
             typer.echo(f"wrote {path}", err=True)
         return
     if passages:
         systems = compare.compare_passages(run, name, checkpoint, beam, **settings)
-        typer.echo(evaluate.format_paired_table(systems))
+        typer.echo(results.format_paired_table(systems))
         if by_length:
-            typer.echo("\n" + evaluate.format_passage_table(systems))
+            typer.echo("\n" + results.format_passage_table(systems))
     else:
         systems = compare.compare(runs=run, src=src, ref=ref, hyps=hyp, names=name, checkpoint=checkpoint, beam=beam,
                                   **settings)
-        typer.echo(evaluate.format_table(systems) if by_length else evaluate.format_summary(systems))
+        typer.echo(results.format_table(systems) if by_length else results.format_summary(systems))
     out_dir = out or compare.default_out_dir(run, hyp)
     for path in compare.write_results(systems, out_dir, plot=by_length, prefix="passages_" if passages else ""):
         typer.echo(f"wrote {path}", err=True)

@@ -2,7 +2,7 @@
 
 This is what `mtkit eval` runs. It sits above `translate` (to run models), `evaluate` (to turn
 strings into scores) and `plots` (to draw them), so those stay independent of each other.
-Settings not given come from the first run's `eval` config (`EvalConfig` for output files).
+Settings not given come from the first run's config (`length_edges` and `eval`; the defaults for output files).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from mtkit.config import Config, EvalConfig, load_config, update
+from mtkit.config import Config, load_config, update
 from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
-from mtkit.evaluate import (PositionLoss, SystemScore, evaluate_passages, evaluate_system, position_losses,
-                            write_csv, write_json)
+from mtkit.evaluate import PositionLoss, SystemScore, evaluate_passages, evaluate_system, position_losses
+from mtkit.results import write_csv, write_json
 from mtkit.forced import model_scorer, passage_verse_losses
 from mtkit.runs import LATEST, prepared_dir, read_latest, resolve_checkpoint
 from mtkit.translate import Translator
@@ -94,14 +94,24 @@ def _split_outputs(run_dir: Path, split: str, checkpoint: str, beam: int | None,
     return srcs, hyps, refs
 
 
+class EvalSettings(NamedTuple):
+    """How systems are scored: the length buckets' edges, the side they count, and the bootstrap."""
+
+    edges: tuple[int, ...]
+    length_of: str
+    bootstrap: int
+    bootstrap_seed: int
+
+
 def eval_settings(runs: Sequence[Path] = (), edges: Sequence[int] | None = None, length_of: str | None = None,
-                  bootstrap: int | None = None, seed: int | None = None) -> EvalConfig:
-    """Return the first run's `eval` settings (the defaults without runs) with the given ones changed, checked by key."""
+                  bootstrap: int | None = None, seed: int | None = None) -> EvalSettings:
+    """Return the first run's settings (the defaults without runs) with the given ones changed, checked by key."""
     config = Path(runs[0]) / "config.yaml" if runs else None
     base = load_config(config) if config is not None and config.is_file() else Config()
-    changes = {"eval.edges": list(edges) if edges is not None else None, "eval.length_of": length_of,
+    changes = {"length_edges": list(edges) if edges is not None else None, "eval.length_of": length_of,
                "eval.bootstrap": bootstrap, "eval.bootstrap_seed": seed}
-    return update(base, changes).eval
+    cfg = update(base, changes)
+    return EvalSettings(cfg.length_edges, cfg.eval.length_of, cfg.eval.bootstrap, cfg.eval.bootstrap_seed)
 
 
 def compare(
@@ -120,7 +130,7 @@ def compare(
     """Return the scores of several systems: runs (on their test split) and/or output files.
 
     With neither runs nor files, the latest run is evaluated. Edges, length_of, bootstrap and seed
-    left None come from the first run's `eval` config (see `eval_settings`).
+    left None come from the first run's config (see `eval_settings`).
     """
     if hyps and (src is None or ref is None):
         raise MtkitError("--hyp needs --src and --ref: the source (for its lengths) and the reference translations")

@@ -354,3 +354,24 @@ def text_grid(src_tokens: Sequence[str], tgt_tokens: Sequence[str], weights: Wei
     lines.append("shades: " + "  ".join(f"{SHADES[i]}≈{i / (len(SHADES) - 1):.2f}"
                                        for i in range(1, len(SHADES))))
     return "\n".join(lines)
+
+
+class AttentionSample(NamedTuple):
+    """One sentence's attention as a training run draws it: its pieces and (T, S) weights."""
+
+    src_pieces: list[str]
+    tgt_pieces: list[str]
+    weights: np.ndarray  # (T, S)
+
+
+def plot_attention_samples(samples: Sequence[AttentionSample | None], out_dir: Path, step: int,
+                           label: str) -> list[Path]:
+    """Return the heatmaps drawn of dev sentences' attention at one training step, dev{i}_step{step}.png each.
+
+    A None sample (no attention, or an empty output) draws nothing; `label` names the attention drawn.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(exist_ok=True)
+    return [plot_attention_heatmap(s.src_pieces, s.tgt_pieces, s.weights, out_dir / f"dev{i}_step{step:07d}.png",
+                                   title=f"dev sentence {i}, step {step}\n{label}")
+            for i, s in enumerate(samples) if s is not None]

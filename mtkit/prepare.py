@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from mtkit.buckets import LengthBuckets
 from mtkit.config import Config, DataConfig
 from mtkit.data import corpus, sources
 from mtkit.data.batching import batch_indices, padding_fraction
@@ -169,6 +170,7 @@ def data_fingerprint(cfg: Config) -> str:
     data = asdict(cfg.data)
     for label in ("cache_dir", "src_lang", "tgt_lang"):  # where the cache lives and what the sides are called
         data.pop(label)
+    data["length_edges"] = cfg.length_edges  # the stratified split depends on them; hashed where they used to live
     digest = hashlib.sha256()
     digest.update(json.dumps({"version": PREPARE_VERSION, "data": data, "tokenizer": asdict(cfg.tokenizer),
                               "seed": cfg.seed}, sort_keys=True).encode())
@@ -248,8 +250,8 @@ def _split(cfg: Config, pairs: list[tuple[str, str]], refs: list[str]) -> _Drawn
         raise MtkitError(f"the corpus has {len(pool)} pairs after cleaning, too few for data.dev_size "
                          f"({dev_size}) + data.test_size ({test_size}) plus a training split; lower the sizes, "
                          "give data.dev_src/test_src files or add data")
-    edges = data.length_edges if data.stratify and test_size else None
-    split = corpus.split(pool, dev_size=dev_size, test_size=test_size, seed=cfg.seed, stratify_edges=edges)
+    buckets = LengthBuckets(cfg.length_edges) if data.stratify and test_size else None
+    split = corpus.split(pool, dev_size=dev_size, test_size=test_size, seed=cfg.seed, stratify=buckets)
     drawn = {"train": (split.train, [refs[i] for i in split.train_idx]),
              "dev": explicit.get("dev", (split.dev, [refs[i] for i in split.dev_idx])),
              "test": explicit.get("test", (split.test, [refs[i] for i in split.test_idx]))}
@@ -329,6 +331,17 @@ def load_prepared(directory: Path, reused: bool = False) -> Prepared:
     return Prepared(directory, meta["fingerprint"], tokenizer, splits, report, reused, refs, passages)
 
 
+def shorter_pairs(split: EncodedSplit, max_len: int) -> EncodedSplit:
+    """Return the pairs of `split` with at most `max_len` words on each side (Bahdanau et al.'s -30 and -50 models)."""
+    keep = [i for i, (src, tgt) in enumerate(zip(split.src_text, split.tgt_text))
+            if len(src.split()) <= max_len and len(tgt.split()) <= max_len]
+    if not keep:
+        raise MtkitError(f"`train.max_len` = {max_len} leaves no training pair; raise it or leave it unset")
+    log.info("training on %d of %d pairs: at most %d words a side (train.max_len)", len(keep), len(split.src_text),
+             max_len)
+    return EncodedSplit(*([part[i] for i in keep] for part in split))
+
+
 def _merge_counts(*counts: dict[str, int]) -> dict[str, int]:
     merged: dict[str, int] = {}
     for count in counts:
@@ -347,7 +360,7 @@ def _report(cfg: Config, raw: list, dropped_at_source: dict[str, int], dropped: 
         f"kept: {sum(len(v) for v in splits.values())} pairs "
         + " / ".join(f"{name} {len(v)}" for name, v in splits.items()),
         "",
-        corpus.length_report(splits, cfg.data.length_edges),
+        corpus.length_report(splits, LengthBuckets(cfg.length_edges)),
         "",
         f"tokenizer: {'joint' if tokenizer.joint else 'separate'} {cfg.tokenizer.model_type}, "
         f"vocabulary {tokenizer.src_vocab} (src) / {tokenizer.tgt_vocab} (tgt); "
@@ -367,7 +380,7 @@ def _running_text_report(cfg: Config, drawn: _Drawn, joined: corpus.Joined, n_si
         lines += ["", f"passages: {drawn.n_windows} windows of {size} consecutive pairs ({drawn.n_windows * size} "
                       f"pairs held out of train, dev and test; {drawn.shared_source} more left out as they share a "
                       f"source with one), each cut into inputs of k = 1…{data.passage_max_k} pairs:",
-                  corpus.length_report(by_k, data.length_edges)]
+                  corpus.length_report(by_k, LengthBuckets(cfg.length_edges))]
     if data.join_train_max_k > 1:
         sizes = Counter(joined.k)
         lines += ["", f"running text: {len(joined.pairs)} joined training inputs added to the {n_single} single "

@@ -6,6 +6,11 @@ function returns a new `TrainState` rather than changing one it was given. Every
 needs is in `TrainState` (saved with the model, optimizer, scheduler and RNG states), and the batch
 order of an epoch is a function of the seed and the epoch number, so a resumed run replays exactly
 the steps an uninterrupted one takes.
+
+The loop's helpers live beside it by job: the optimizer and schedule in `optim`, what a run records
+(metrics, TensorBoard, train.log, the stop signal) in `runlog`, the train.max_len filter in
+`prepare`, and the attention drawings in `plots`. What stays here (a little over 400 lines) is the
+loop and the steps it takes, train_step and validate, so that it reads top to bottom in one file.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import json
 import logging
 import math
 import os
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +39,9 @@ from mtkit.distributed import World
 from mtkit.errors import MtkitError
 from mtkit.loss import target_loss
 from mtkit.model import Seq2Seq, attention_label, build_model, describe
-from mtkit.prepare import EncodedSplit, Prepared, prepare
+from mtkit.optim import fused_adam_fits, make_optimizer, make_scheduler  # noqa: F401 (fused_adam_fits: API)
+from mtkit.prepare import EncodedSplit, Prepared, prepare, shorter_pairs
+from mtkit.runlog import Metrics, StopSignal, add_file_log, truncate_metrics
 from mtkit.runs import prepare_run_dir, write_data_info, write_latest
 from mtkit.search import decode
 
@@ -49,41 +55,6 @@ class Validation(NamedTuple):
     ppl: float
     bleu: float
     sentences: int
-
-
-def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    """Return the configured optimizer over the model's parameters."""
-    params = list(model.parameters())
-    if t.optimizer in ("adam", "adamw"):
-        adam = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
-        return adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused_adam_fits(params))
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.Adadelta(params, lr=t.lr, weight_decay=t.weight_decay)
-
-
-def fused_adam_fits(params: list[torch.Tensor]) -> bool:
-    """Whether torch's fused Adam kernel takes these parameters: float tensors on the CPU or CUDA.
-
-    It updates every element in one pass where the default walks the parameter list op by op:
-    7.4 → 2.8 ms a step for the study's RNNsearch (2.4M parameters, one thread), the same numbers
-    to float rounding and, being element-wise, the same on any thread count (benchmarks/levers.py).
-    """
-    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig) -> Any:
-    """Return the learning-rate schedule (None for constant)."""
-    if t.schedule == "plateau":
-        mode = "max" if t.early_stop_metric == "bleu" else "min"
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=t.plateau_factor,
-                                                          patience=t.plateau_patience)
-    if t.schedule == "inverse_sqrt":
-        warmup = t.warmup_steps
-        # Linear warm-up to lr, then decay with 1/sqrt(step) (Vaswani et al. 2017, eq. 3 shape).
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1))))
-    return None
 
 
 def forward_features(model: Seq2Seq, batch: Batch, teacher_forcing: float = 1.0) -> torch.Tensor:
@@ -200,7 +171,7 @@ class _Run(NamedTuple):
     scheduler: Any
     device: torch.device
     world: World
-    metrics: "_Metrics"
+    metrics: Metrics
     started: float  # perf_counter() at which the run's summed training time would have begun
     cpu_started: float  # process_time() likewise, for the CPU-time budget
 
@@ -262,7 +233,7 @@ def _train_worker(cfg: Config, device: str | None) -> None:
 
 
 def _train_logged(cfg: Config, prepared: Prepared, resume: bool, device: torch.device, world: World) -> TrainState:
-    handler = _add_file_log(Path(cfg.run_dir)) if world.is_main else None
+    handler = add_file_log(Path(cfg.run_dir)) if world.is_main else None
     try:
         return _train(cfg, prepared, resume, device, world)
     finally:
@@ -276,7 +247,7 @@ def _train(cfg: Config, prepared: Prepared, resume: bool, device: torch.device, 
     t = cfg.train
     run, state = _start(cfg, prepared, resume, device, world)
     window = Window(time.perf_counter())
-    with _StopSignal() as stop_signal:
+    with StopSignal() as stop_signal:
         while state.epoch < t.epochs and not state.finished:
             state, window = _train_epoch(run, state, window, stop_signal)
             if state.finished:
@@ -315,7 +286,7 @@ def _start(cfg: Config, prepared: Prepared, resume: bool, device: torch.device,
         set_rng_states(saved.raw["rng"])
         state = replace(saved.state, finished=False, stop_reason="")
         if world.is_main:
-            _truncate_metrics(run_dir / "metrics.jsonl", state.step)
+            truncate_metrics(run_dir / "metrics.jsonl", state.step)
             log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, state.step, state.epoch,
                      state.batch_in_epoch)
     if world.size > 1:
@@ -323,7 +294,7 @@ def _start(cfg: Config, prepared: Prepared, resume: bool, device: torch.device,
         torch.manual_seed(training_seed(cfg) + 1000 * world.rank + state.step)  # each process its own dropout masks
     if world.is_main:
         _write_run_files(cfg, prepared, model, device, world)
-    metrics = _Metrics(run_dir, world.is_main, cfg.train.tensorboard)
+    metrics = Metrics(run_dir, world.is_main, cfg.train.tensorboard)
     run = _Run(cfg, run_dir, prepared, train_split, model, optimizer, scheduler, device, world, metrics,
                time.perf_counter() - state.seconds, time.process_time() - state.cpu_seconds)
     return run, state
@@ -344,7 +315,7 @@ def _write_run_files(cfg: Config, prepared: Prepared, model: Seq2Seq, device: to
 
 
 def _train_epoch(run: _Run, state: TrainState, window: Window,
-                 stop_signal: "_StopSignal") -> tuple[TrainState, Window]:
+                 stop_signal: StopSignal) -> tuple[TrainState, Window]:
     """Return the state after the rest of epoch `state.epoch` (or the step at which the run must stop), and the
     progress window, which runs on into the next epoch."""
     t, world, main = run.cfg.train, run.world, run.world.is_main
@@ -448,82 +419,6 @@ def _finish(run: _Run, state: TrainState) -> None:
                f"{state.best_step}; checkpoints in {run.run_dir}")
 
 
-class _StopSignal:
-    """Turns SIGTERM / Ctrl-C into a flag the loop checks after each step, so `last` gets saved."""
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopSignal":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave the defaults alone
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signal.Signals(signum).name
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-
-class _Metrics:
-    """Appends records to metrics.jsonl, and mirrors numbers to TensorBoard where it is installed."""
-
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool) -> None:
-        self.path, self.enabled, self.board = run_dir / "metrics.jsonl", enabled, None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # optional: `pip install tensorboard` turns it on
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                self.board = SummaryWriter(str(run_dir / "tensorboard"))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self.board is not None:
-            for key, value in record.items():
-                if key not in ("step", "epoch", "kind") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.board.add_scalar(f"{record['kind']}/{key}", value, record["step"])
-
-    def close(self) -> None:
-        if self.board is not None:
-            self.board.close()
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records after `step`: a resumed run writes them again."""
-    if path.is_file():
-        lines = path.read_text(encoding="utf-8").splitlines()
-        path.write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= step), encoding="utf-8")
-
-
-def _add_file_log(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("mtkit").addHandler(handler)
-    return handler
-
-
-def shorter_pairs(split: EncodedSplit, max_len: int) -> EncodedSplit:
-    """Return the pairs of `split` with at most `max_len` words on each side (Bahdanau et al.'s -30 and -50 models)."""
-    keep = [i for i, (src, tgt) in enumerate(zip(split.src_text, split.tgt_text))
-            if len(src.split()) <= max_len and len(tgt.split()) <= max_len]
-    if not keep:
-        raise MtkitError(f"`train.max_len` = {max_len} leaves no training pair; raise it or leave it unset")
-    log.info("training on %d of %d pairs: at most %d words a side (train.max_len)", len(keep), len(split.src_text),
-             max_len)
-    return EncodedSplit(*([part[i] for i in keep] for part in split))
-
-
 def training_seed(cfg: Config) -> int:
     """Return the seed of the weights, dropout and batch order: `train.seed`, else the top-level `seed`."""
     return cfg.seed if cfg.train.seed is None else cfg.train.seed
@@ -556,16 +451,12 @@ def _save_attention_samples(run: _Run, step: int) -> None:
     n = min(cfg.train.attention_samples, len(prepared.splits["dev"].src_ids))
     if not n or not model.has_attention:
         return
-    from mtkit.plots import plot_attention_heatmap  # matplotlib only when plots are wanted
+    from mtkit.plots import AttentionSample, plot_attention_samples  # matplotlib only when plots are wanted
 
     dev = prepared.splits["dev"]
     hyps = decode(model, dev.src_ids[:n], replace(cfg.decode, beam=1), device=run.device)
-    out_dir = run_dir / "attention"
-    out_dir.mkdir(exist_ok=True)
-    for i, (src, nbest) in enumerate(zip(dev.src_ids[:n], hyps)):
-        hyp = nbest[0]
-        if hyp.attention is None or not hyp.tokens:
-            continue
-        plot_attention_heatmap(prepared.tokenizer.src_pieces(src), prepared.tokenizer.tgt_pieces(hyp.tokens),
-                               hyp.attention.numpy(), out_dir / f"dev{i}_step{step:07d}.png",
-                               title=f"dev sentence {i}, step {step}\n{attention_label(model)}")
+    samples = [AttentionSample(prepared.tokenizer.src_pieces(src), prepared.tokenizer.tgt_pieces(nbest[0].tokens),
+                               nbest[0].attention.numpy())
+               if nbest[0].attention is not None and nbest[0].tokens else None
+               for src, nbest in zip(dev.src_ids[:n], hyps)]
+    plot_attention_samples(samples, run_dir / "attention", step, attention_label(model))

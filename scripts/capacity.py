@@ -21,7 +21,8 @@ from typing import NamedTuple, Sequence
 
 from mtkit.checkpoint import load_checkpoint
 from mtkit.config import load_config
-from mtkit.evaluate import BucketScore, load_json
+from mtkit.evaluate import BucketScore
+from mtkit.results import load_json
 
 
 class Capacity(NamedTuple):

@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from mtkit.data.corpus import bucket_index, bucket_labels
+from mtkit.buckets import LengthBuckets
 from mtkit.errors import MtkitError
 from mtkit.compare import run_test_outputs
 from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, evaluate_system
@@ -63,8 +63,8 @@ def report(runs: list[Path], plot: Path | None) -> None:
             raise MtkitError(f"{run}: its test split differs from {runs[0]}'s; compare runs of one prepared corpus")
     prepared = Path(json.loads((runs[0] / "data.json").read_text(encoding="utf-8"))["prepared"])
     share = overlaps(refs, (prepared / "train.tgt").read_text(encoding="utf-8").splitlines())
-    buckets = [bucket_index(len(s.split()), DEFAULT_EDGES) for s in srcs]
-    labels = bucket_labels(DEFAULT_EDGES)
+    buckets = [LengthBuckets(DEFAULT_EDGES).index_of(s) for s in srcs]
+    labels = LengthBuckets(DEFAULT_EDGES).labels
     print(f"{'words':22}" + "".join(f"{label:>9}" for label in labels))
     mean = [sum(o for o, b in zip(share, buckets) if b == k) / max(1, buckets.count(k)) for k in range(len(labels))]
     print(f"{'mean overlap':22}" + "".join(f"{m:9.2f}" for m in mean))

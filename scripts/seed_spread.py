@@ -12,7 +12,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from mtkit.evaluate import load_json
+from mtkit.results import load_json
 
 
 def spread(results: list[Path]) -> list[str]:

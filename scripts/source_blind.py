@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from mtkit.data.corpus import bucket_index
+from mtkit.buckets import LengthBuckets
 from mtkit.errors import MtkitError
 from mtkit.compare import run_test_outputs
 from mtkit.evaluate import DEFAULT_EDGES, bleu_by_length, corpus_scores
@@ -28,7 +28,7 @@ def shuffled_within_buckets(srcs: list[str], seed: int = 0) -> list[int]:
     """Return a permutation of the line numbers that only swaps lines of the same length bucket."""
     groups: dict[int, list[int]] = defaultdict(list)
     for i, src in enumerate(srcs):
-        groups[bucket_index(len(src.split()), DEFAULT_EDGES)].append(i)
+        groups[LengthBuckets(DEFAULT_EDGES).index_of(src)].append(i)
     order = list(range(len(srcs)))
     rng = random.Random(seed)
     for members in groups.values():

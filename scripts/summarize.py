@@ -17,7 +17,8 @@ from pathlib import Path
 
 from mtkit.checkpoint import load_checkpoint
 from mtkit.compare import run_passage_outputs, run_test_outputs
-from mtkit.evaluate import BucketScore, PairedRatio, bleu_by_length, load_json
+from mtkit.evaluate import BucketScore, PairedRatio, bleu_by_length
+from mtkit.results import load_json
 from mtkit.model import describe
 from mtkit.model.transformer import TransformerDecoder
 

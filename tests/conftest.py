@@ -72,8 +72,8 @@ def _tiny_corpus(root):
     from mtkit.data.synthetic import make_pairs, write_pairs
 
     write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), root / "c.src", root / "c.tgt")
-    (root / "c.yaml").write_text("data:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
-                                 "  length_edges: [3, 6]\n", encoding="utf-8")
+    (root / "c.yaml").write_text("length_edges: [3, 6]\ndata:\n  source: text\n  src_file: c.src\n"
+                                 "  tgt_file: c.tgt\n", encoding="utf-8")
     return root
 
 

@@ -27,7 +27,6 @@ data:
   tgt_file: data/train.tgt
   dev_size: 30
   test_size: 30
-  length_edges: [3, 6]
   passage_windows: 5  # windows of 2 consecutive lines, read alone (k=1) and joined (k=2)
   passage_max_k: 2
 tokenizer:
@@ -51,8 +50,7 @@ train:
   log_every: 10
 decode:
   beam: 2
-eval:
-  edges: [3, 6]
+length_edges: [3, 6]
 """
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -174,7 +172,7 @@ def test_eval_by_length_writes_scores_and_a_png(project, monkeypatch):
     monkeypatch.chdir(project.root)
     result = mtkit("eval", "--by-length", "--bootstrap", "200")
     assert result.code == 0, result
-    assert "src words" in result.stdout and "1-3" in result.stdout and "BLEU: nrefs:1" in result.stdout
+    assert "src words" in result.stdout and "0-3" in result.stdout and "BLEU: nrefs:1" in result.stdout
     out = project.root / "runs/tiny/eval"
     scores = json.loads((out / "scores.json").read_text())
     system = scores["systems"][0]

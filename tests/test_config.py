@@ -20,8 +20,8 @@ def test_defaults_and_yaml_overrides(tmp_path):
 
 
 def test_set_overrides_are_parsed_and_validated(tmp_path):
-    cfg = load_config(write(tmp_path, "seed: 1\n"), ["train.lr=0.01", "data.length_edges=[5, 10]"])
-    assert cfg.train.lr == 0.01 and cfg.data.length_edges == (5, 10)
+    cfg = load_config(write(tmp_path, "seed: 1\n"), ["train.lr=0.01", "length_edges=[5, 10]"])
+    assert cfg.train.lr == 0.01 and cfg.length_edges == (5, 10)
     with pytest.raises(MtkitError, match="train.lr"):
         load_config(None, ["train.lr=fast"])
 
@@ -50,7 +50,7 @@ def test_missing_file_names_path(tmp_path):
 
 
 def test_round_trip_through_dict_and_yaml(tmp_path):
-    cfg = load_config(None, ["model.cell=lstm", "eval.edges=[10, 20]"])
+    cfg = load_config(None, ["model.cell=lstm", "length_edges=[10, 20]"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
     save_config(cfg, tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml") == cfg
@@ -105,3 +105,35 @@ def test_passage_and_reference_settings_are_checked(setting, expected):
     with pytest.raises(MtkitError, match=expected):
         load_config(None, [setting])
     assert load_config(None, ["data.source=tsv", "data.tsv_file=c.tsv", "data.ref_column=2"]).data.ref_column == 2
+
+
+def test_every_key_has_a_meaning_and_every_number_a_range_or_a_reason_not_to():
+    from mtkit.config import ServeConfig, keys
+
+    listed = list(keys())
+    assert [k.key for k in listed[:3]] == ["run_dir", "seed", "length_edges"]
+    assert all(k.help for k in listed), [k.key for k in listed if not k.help]
+    assert all(k.help for k in keys(ServeConfig))
+    beam = next(k for k in listed if k.key == "decode.beam")
+    assert (beam.type, beam.default, beam.range) == (int, 5, (1, None))
+    assert next(k for k in listed if k.key == "model.attention").default == Config().model.attention
+
+
+def test_a_range_beside_its_field_is_the_one_load_config_enforces():
+    from mtkit.config import keys
+
+    for k in keys():
+        if k.range is not None and k.range[0] is not None:
+            with pytest.raises(MtkitError, match=f"`{k.key}`: got"):
+                load_config(None, [f"{k.key}={k.range[0] - 1}"])
+
+
+def test_the_edges_older_versions_wrote_in_data_and_eval_are_read_as_length_edges(tmp_path, caplog):
+    old = "data:\n  length_edges: [3, 6]\neval:\n  edges: [3, 6]\n  bootstrap: 5\n"
+    cfg = load_config(write(tmp_path, old))
+    assert cfg.length_edges == (3, 6) and cfg.eval.bootstrap == 5
+    assert config_from_dict({"data": {"length_edges": [4]}, "eval": {"edges": [4]}}).length_edges == (4,)
+    assert load_config(write(tmp_path, "data:\n  length_edges: [3, 6]\neval:\n  edges: [5]\n")).length_edges == (3, 6)
+    assert "one key, `length_edges`" in caplog.text  # they disagreed: the data's edges are kept, and it says so
+    with pytest.raises(MtkitError, match="`length_edges`: .*strictly increasing"):
+        load_config(None, ["length_edges=[6, 3]"])

@@ -2,12 +2,13 @@ import random
 
 import pytest
 
-from mtkit.data.corpus import (Splits, bucket_index, bucket_label, clean, consecutive_runs, draw_windows,
+from mtkit.buckets import LengthBuckets
+from mtkit.data.corpus import (Splits, clean, consecutive_runs, draw_windows,
                                format_dropped, join_consecutive, length_report, normalize, passage_inputs, ref_key,
                                split, window_size)
 from mtkit.errors import MtkitError
 
-EDGES = (10, 20, 30, 40, 50, 60)
+EDGES = LengthBuckets((10, 20, 30, 40, 50, 60))
 
 
 def sentence(n_words: int, tag: str) -> str:
@@ -64,18 +65,6 @@ def test_format_dropped():
 
 # --- buckets ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n, index, label", [(1, 0, "1-10"), (10, 0, "1-10"), (11, 1, "11-20"), (60, 5, "51-60"),
-                                             (61, 6, "61+"), (500, 6, "61+")])
-def test_buckets_upper_edge_inclusive(n, index, label):
-    assert bucket_index(n, EDGES) == index
-    assert bucket_label(n, EDGES) == label
-
-
-def test_bad_edges():
-    with pytest.raises(MtkitError, match="strictly increasing"):
-        bucket_label(5, (10, 10, 20))
-
-
 # --- split -----------------------------------------------------------------------------------------------------
 
 def split_sources(splits: Splits) -> list[set[str]]:
@@ -93,9 +82,9 @@ def test_split_sizes_partition_and_indices():
 @pytest.mark.parametrize("edges", [None, EDGES])
 def test_split_is_deterministic_under_a_seed(edges):
     pairs = corpus_with_lengths({5: 60, 15: 60, 25: 60})
-    assert split(pairs, 10, 30, seed=1, stratify_edges=edges) == split(pairs, 10, 30, seed=1, stratify_edges=edges)
-    assert split(pairs, 10, 30, seed=1, stratify_edges=edges).test != \
-        split(pairs, 10, 30, seed=2, stratify_edges=edges).test
+    assert split(pairs, 10, 30, seed=1, stratify=edges) == split(pairs, 10, 30, seed=1, stratify=edges)
+    assert split(pairs, 10, 30, seed=1, stratify=edges).test != \
+        split(pairs, 10, 30, seed=2, stratify=edges).test
 
 
 @pytest.mark.parametrize("edges", [None, EDGES])
@@ -106,7 +95,7 @@ def test_a_source_never_lands_in_two_splits(edges):
     pairs += [(pairs[rng.randrange(80)][0], f"other target {k}") for k in range(30)]
     rng.shuffle(pairs)
     for seed in range(5):
-        s = split(pairs, dev_size=10, test_size=20, seed=seed, stratify_edges=edges)
+        s = split(pairs, dev_size=10, test_size=20, seed=seed, stratify=edges)
         train, dev, test = split_sources(s)
         assert not (train & dev) and not (train & test) and not (dev & test)
         assert len(s.train) + len(s.dev) + len(s.test) == len(pairs)
@@ -124,10 +113,10 @@ def test_dedup_happens_before_split():
 def test_stratified_test_gives_each_bucket_its_share():
     # Buckets 1-10 … 61+: the two longest are small, as in the Bible corpus.
     pairs = corpus_with_lengths({5: 400, 15: 400, 25: 400, 35: 400, 45: 400, 55: 30, 65: 6})
-    s = split(pairs, dev_size=50, test_size=140, seed=3, stratify_edges=EDGES)
+    s = split(pairs, dev_size=50, test_size=140, seed=3, stratify=EDGES)
     per_bucket = [0] * 7
     for src, _ in s.test:
-        per_bucket[bucket_index(len(src.split()), EDGES)] += 1
+        per_bucket[EDGES.index_of(src)] += 1
     assert per_bucket[5] == 15 and per_bucket[6] == 3  # small buckets: half, the rest kept for training
     assert sorted(per_bucket[:5]) == [24, 24, 24, 25, 25]  # 20 each, then the 22 left over spread
     assert sum(per_bucket) == 140
@@ -140,7 +129,7 @@ def test_stratified_dev_is_drawn_from_all_lengths():
     pairs = corpus_with_lengths({5: 600, 45: 60})
     long_in_dev = 0
     for seed in range(5):
-        s = split(pairs, dev_size=90, test_size=60, seed=seed, stratify_edges=EDGES)
+        s = split(pairs, dev_size=90, test_size=60, seed=seed, stratify=EDGES)
         long_in_dev += sum(len(src.split()) == 45 for src, _ in s.dev)
     assert 8 <= long_in_dev <= 40  # expected 5 × 90 × 30/630 ≈ 21
 
@@ -150,7 +139,7 @@ def test_split_errors_name_the_sizes():
     with pytest.raises(MtkitError, match="dev_size"):
         split(pairs, dev_size=5, test_size=5, seed=0)
     with pytest.raises(MtkitError, match="half of each length bucket"):
-        split(corpus_with_lengths({5: 10, 15: 10}), dev_size=0, test_size=12, seed=0, stratify_edges=EDGES)
+        split(corpus_with_lengths({5: 10, 15: 10}), dev_size=0, test_size=12, seed=0, stratify=EDGES)
 
 
 # --- report ----------------------------------------------------------------------------------------------------
@@ -159,7 +148,7 @@ def test_length_report_counts_per_split_and_bucket():
     s = split(corpus_with_lengths({5: 20, 65: 10}), dev_size=4, test_size=6, seed=0)
     table = length_report(s, EDGES)
     rows = {line.split()[0]: [int(x) for x in line.split()[1:]] for line in table.splitlines()[1:]}
-    assert sum(rows["1-10"]) == 20 and sum(rows["61+"]) == 10 and rows["11-20"] == [0, 0, 0]
+    assert sum(rows["0-10"]) == 20 and sum(rows["61+"]) == 10 and rows["11-20"] == [0, 0, 0]
     assert rows["total"] == [20, 4, 6]
     as_dict = length_report({"train": s.train, "dev": s.dev, "test": s.test}, EDGES)
     assert as_dict == table

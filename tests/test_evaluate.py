@@ -5,8 +5,9 @@ import pytest
 import sacrebleu
 
 from mtkit.errors import MtkitError
-from mtkit.evaluate import (bleu_by_length, bucket_bounds, bucket_index, corpus_scores,
-                            evaluate_system, format_table, load_json, write_csv, write_json)
+from mtkit.buckets import LengthBuckets
+from mtkit.evaluate import bleu_by_length, corpus_scores, evaluate_system
+from mtkit.results import format_table, load_json, write_csv, write_json
 
 
 def toy_corpus(n: int = 60, seed: int = 0, noise: float = 0.3):
@@ -23,15 +24,11 @@ def toy_corpus(n: int = 60, seed: int = 0, noise: float = 0.3):
     return srcs, hyps, refs
 
 
-def test_bucket_edges_are_upper_inclusive():
-    edges = (10, 20, 30, 40, 50, 60)
-    assert [label for label, _, _ in bucket_bounds(edges)] == \
-        ["1-10", "11-20", "21-30", "31-40", "41-50", "51-60", "61+"]
-    assert bucket_index(0, edges) == 0
-    assert bucket_index(10, edges) == 0
-    assert bucket_index(11, edges) == 1
-    assert bucket_index(60, edges) == 5
-    assert bucket_index(61, edges) == 6
+def test_bucket_labels_and_bounds_are_the_length_buckets():
+    srcs = ["", "a", "a " * 10, "a " * 11, "a " * 61]
+    buckets = bleu_by_length(srcs, ["x y"] * 5, ["x y"] * 5, n_boot=0)
+    assert [(b.label, b.low, b.high) for b in buckets] == LengthBuckets((10, 20, 30, 40, 50, 60)).bounds()
+    assert [b.count for b in buckets] == [3, 1, 0, 0, 0, 0, 1]  # the empty line is in 0-10, as its label says
 
 
 def test_custom_edges_and_empty_buckets_are_kept():
@@ -39,7 +36,7 @@ def test_custom_edges_and_empty_buckets_are_kept():
     buckets = bleu_by_length(srcs, ["x y", "x y", "x y"], ["x y", "x y", "x y"],
                              edges=(1, 2, 5), n_boot=0)
     assert [(b.label, b.low, b.high, b.count) for b in buckets] == \
-        [("1", 0, 1, 1), ("2", 2, 2, 0), ("3-5", 3, 5, 1), ("6+", 6, None, 1)]
+        [("0-1", 0, 1, 1), ("2", 2, 2, 0), ("3-5", 3, 5, 1), ("6+", 6, None, 1)]
     assert buckets[1].bleu is None and buckets[1].ci_low is None and buckets[1].chrf is None
 
 
@@ -53,7 +50,7 @@ def test_buckets_by_reference_length():
 @pytest.mark.parametrize("edges", [(), (10, 10), (20, 10), (0, 10)])
 def test_bad_edges_are_rejected(edges):
     with pytest.raises(MtkitError, match="edges"):
-        bucket_bounds(edges)
+        bleu_by_length(["a"], ["a"], ["a"], edges=edges, n_boot=0)
 
 
 def test_unknown_length_side_names_choices():
@@ -67,7 +64,7 @@ def test_bucket_bleu_equals_sacrebleu_on_subset():
     buckets = bleu_by_length(srcs, hyps, refs, edges, n_boot=0)
     assert sum(b.count for b in buckets) == len(srcs)
     for i, b in enumerate(buckets):
-        rows = [j for j, s in enumerate(srcs) if bucket_index(len(s.split()), edges) == i]
+        rows = [j for j, s in enumerate(srcs) if LengthBuckets(edges).index_of(s) == i]
         assert b.count == len(rows) > 0
         sub_hyps, sub_refs = [hyps[j] for j in rows], [refs[j] for j in rows]
         assert b.bleu == sacrebleu.corpus_bleu(sub_hyps, [sub_refs]).score
@@ -268,3 +265,12 @@ def tmp_json():
     from pathlib import Path
 
     return Path(tempfile.mkdtemp()) / "scores.json"
+
+
+def test_a_file_written_before_the_label_fix_reads_with_today_s_labels(tmp_path):
+    srcs, hyps, refs = toy_corpus(20)
+    path = write_json([evaluate_system("a", srcs, hyps, refs, edges=(10, 20), n_boot=0)], tmp_path / "s.json")
+    old = path.read_text(encoding="utf-8").replace('"label": "0-10"', '"label": "1-10"')
+    assert '"1-10"' in old
+    path.write_text(old, encoding="utf-8")
+    assert [b.label for b in load_json(path)[0].buckets] == ["0-10", "11-20", "21+"]

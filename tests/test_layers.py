@@ -14,19 +14,19 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "mtkit"
 
 LAYERS = [
-    ["mtkit", "mtkit.errors"],
-    ["mtkit.config"],
+    ["mtkit", "mtkit.errors", "mtkit.buckets"],  # plain values every layer shares
+    ["mtkit.config", "mtkit.config.schema", "mtkit.config.load"],
     ["mtkit.distributed"],  # plain torch.distributed plumbing, no mtkit import
     ["mtkit.data", "mtkit.data.textio", "mtkit.data.sources", "mtkit.data.corpus", "mtkit.data.tokenizer",
      "mtkit.data.batching", "mtkit.data.synthetic"],
     ["mtkit.model", "mtkit.model.native", "mtkit.model.dropout", "mtkit.model.encoder", "mtkit.model.attention", "mtkit.model.recurrence",
      "mtkit.model.decoder", "mtkit.model.transformer", "mtkit.model.seq2seq"],
-    ["mtkit.prepare", "mtkit.search", "mtkit.loss", "mtkit.evaluate", "mtkit.plots", "mtkit.checkpoint",
-     "mtkit.device", "mtkit.runs"],
-    ["mtkit.train", "mtkit.translate", "mtkit.forced"],
+    ["mtkit.prepare", "mtkit.search", "mtkit.loss", "mtkit.evaluate", "mtkit.results", "mtkit.plots",
+     "mtkit.checkpoint", "mtkit.device", "mtkit.runs"],
+    ["mtkit.optim", "mtkit.runlog", "mtkit.train", "mtkit.translate", "mtkit.forced"],
     ["mtkit.compare", "mtkit.alignment"],
-    ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service", "mtkit.serve.guard",
-     "mtkit.serve.queue"],  # nothing imports these
+    ["mtkit.cli", "mtkit.serve", "mtkit.serve.app", "mtkit.serve.service", "mtkit.serve.loading",
+     "mtkit.serve.requests", "mtkit.serve.guard", "mtkit.serve.queue"],  # nothing imports these
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 

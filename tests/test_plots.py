@@ -155,3 +155,12 @@ def test_importing_and_drawing_leave_the_processs_matplotlib_backend_alone(tmp_p
                           env={**__import__("os").environ, "MPLBACKEND": "svg"})
     assert done.stdout.split() == ["svg", "False"]  # a notebook's backend survives; pyplot is never loaded
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_attention_samples_of_a_training_step_are_drawn_one_file_each_skipping_none(tmp_path):
+    from mtkit.plots import AttentionSample, plot_attention_samples
+
+    sample = AttentionSample(["▁a", "▁b"], ["▁x", "▁y", "</s>"], np.full((3, 2), 0.5))
+    paths = plot_attention_samples([sample, None, sample], tmp_path / "attention", 40, "additive attention")
+    assert [p.name for p in paths] == ["dev0_step0000040.png", "dev2_step0000040.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)

@@ -15,7 +15,7 @@ from mtkit.errors import MtkitError
 from mtkit.prepare import SPLITS, data_fingerprint, load_prepared, prepare
 
 SMALL = ["tokenizer.vocab_size=64", "data.dev_size=20", "data.test_size=20", "data.max_len=10"]
-BASE = "data:\n  length_edges: [3, 6]\n"
+BASE = "length_edges: [3, 6]\ndata:\n"
 
 
 def unique_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:

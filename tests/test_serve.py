@@ -38,8 +38,11 @@ from mtkit.errors import MtkitError  # noqa: E402
 from mtkit.runs import prepared_dir, write_data_info  # noqa: E402
 from mtkit.serve.app import background, bind, make_app, static_files, static_response  # noqa: E402
 from mtkit.config import ServeConfig  # noqa: E402
-from mtkit.evaluate import JSON_FORMAT, corpus_scores  # noqa: E402
-from mtkit.serve.service import LoadedRun, Service, load_runs, read_passages  # noqa: E402
+from mtkit.evaluate import corpus_scores  # noqa: E402
+from mtkit.results import JSON_FORMAT  # noqa: E402
+from mtkit.serve.requests import RequestError  # noqa: E402
+from mtkit.serve.loading import LoadedRun, load_runs, read_passages  # noqa: E402
+from mtkit.serve.service import Service  # noqa: E402
 from mtkit.translate import Translator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +138,7 @@ def test_runs_lists_the_models_in_the_order_given(client):
     assert [(r["name"], r["attention"]) for r in data["runs"]] == [("att", True), ("none", False)]
     assert data["limits"]["max_beam"] == MAX_BEAM and data["length_of"] == "src"
     assert all(r["scored"] for r in data["runs"])  # both systems are in the first run's eval/scores.json
-    assert [b["label"] for b in data["buckets"]] == ["1-4", "5-8", "9+"]
+    assert [b["label"] for b in data["buckets"]] == ["0-4", "5-8", "9+"]
     assert sum(b["count"] for b in data["buckets"]) == data["runs"][0]["test_sentences"] == 30
 
 
@@ -200,11 +203,30 @@ def test_bad_translate_requests_get_a_4xx_json_error_naming_the_field(client, bo
 
 @pytest.mark.parametrize("query,field", [
     ("bucket=99-100", "bucket"), ("count=0", "count"), ("count=21", "count"), ("count=x", "count"),
-    ("offset=-1", "offset"), ("bucket=1-4&outputs=maybe", "outputs"),
+    ("offset=-1", "offset"), ("bucket=0-4&outputs=maybe", "outputs"),
 ])
 def test_bad_example_queries_get_a_4xx_naming_the_field(client, query, field):
     response = client.get(f"/api/examples?{query}")
     assert 400 <= response.status_code < 500 and response.json()["field"] == field
+
+
+@pytest.mark.parametrize("body,status,field", [b for b in BAD_REQUESTS if isinstance(b[0], dict) and "path" not in b[0]])
+def test_python_callers_get_the_request_models_checks_and_messages(client, service, body, status, field):
+    """Service.translate checks its arguments with the web app's request model: one place, the same answers."""
+    over_http = client.post("/api/translate", json=body).json()
+    with pytest.raises(RequestError) as err:
+        service.translate(**{"text": None, **body})
+    assert (err.value.status, err.value.field) == (status, field)
+    if "text" in body:
+        assert str(err.value) == over_http["error"]
+
+
+def test_python_callers_of_examples_get_the_query_models_checks(service):
+    for query, field in [({"count": 0}, "count"), ({"count": LIMITS.max_examples + 1}, "count"),
+                         ({"offset": -1}, "offset"), ({"bucket": "99-100"}, "bucket")]:
+        with pytest.raises(RequestError) as err:
+            service.examples(**query)
+        assert err.value.field == field
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(client):
@@ -476,8 +498,8 @@ def test_examples_never_translate_a_run_without_cached_outputs_but_say_how_to_ge
     assert service.scores()["systems"] == [] and "mtkit eval" in service.scores()["note"]
     calls = []
     monkeypatch.setattr(Translator, "translate", lambda *args, **kwargs: calls.append(args))
-    response = TestClient(make_app(service), base_url=LOCAL).get("/api/examples?bucket=1-10&count=20")
-    data = response.json()  # the run's eval.edges, as no scores.json says otherwise
+    response = TestClient(make_app(service), base_url=LOCAL).get("/api/examples?count=20")
+    data = response.json()
     assert response.status_code == 200 and len(data["examples"]) == 20 and calls == []
     assert all(ex["outputs"] == {} for ex in data["examples"]) and data["uncached"] == ["none"]
     assert "`mtkit eval --run DIR`" in data["uncached_note"]

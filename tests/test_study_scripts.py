@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mtkit.data.corpus import bucket_index
+from mtkit.buckets import LengthBuckets
 from mtkit.evaluate import DEFAULT_EDGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def test_within_bucket_shuffle_is_a_permutation_that_keeps_every_line_in_its_buc
     order = blind.shuffled_within_buckets(srcs, seed=1)
     assert sorted(order) == list(range(len(srcs)))
     assert order != list(range(len(srcs)))  # something moved
-    bucket = [bucket_index(len(s.split()), DEFAULT_EDGES) for s in srcs]
+    bucket = [LengthBuckets(DEFAULT_EDGES).index_of(s) for s in srcs]
     assert all(bucket[i] == bucket[j] for i, j in enumerate(order))
 
 

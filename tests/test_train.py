@@ -38,8 +38,8 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_pairs(make_pairs(600, "reverse", 2, 6, vocab_size=12, seed=0), tmp_path / "c.src", tmp_path / "c.tgt")
     (tmp_path / "c.yaml").write_text(
-        "run_dir: runs/tiny\ndata:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n"
-        "  length_edges: [3, 6]\neval:\n  edges: [3, 6]\n", encoding="utf-8")
+        "run_dir: runs/tiny\nlength_edges: [3, 6]\ndata:\n  source: text\n  src_file: c.src\n  tgt_file: c.tgt\n",
+        encoding="utf-8")
     return tmp_path
 
 
@@ -223,8 +223,7 @@ def test_two_processes_stay_in_sync_and_learn(workdir):
 
 
 def test_max_len_keeps_only_pairs_short_on_both_sides():
-    from mtkit.prepare import EncodedSplit
-    from mtkit.train import shorter_pairs
+    from mtkit.prepare import EncodedSplit, shorter_pairs
 
     split = EncodedSplit(["a b", "a b c d", "a", "a b c"], ["x", "x y", "x y z w", "x y z"],
                          [[4, 5], [4, 5, 6, 7], [4], [4, 5, 6]], [[8], [8, 9], [8, 9, 10, 11], [8, 9, 10]])

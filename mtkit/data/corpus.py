@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+from mtkit.buckets import LengthBuckets
 from mtkit.errors import MtkitError
 
 log = logging.getLogger(__name__)
@@ -93,44 +94,15 @@ def format_dropped(dropped: Mapping[str, int]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Length buckets
-
-
-def _check_edges(edges: Sequence[int]) -> None:
-    if not edges or any(e < 1 for e in edges) or any(a >= b for a, b in zip(edges, edges[1:])):
-        raise MtkitError(f"length edges {list(edges)} must be positive and strictly increasing, e.g. [10, 20, 30]")
-
-
-def bucket_index(n_words: int, edges: Sequence[int]) -> int:
-    """Return the bucket of a length: 0 for n ≤ edges[0], i for edges[i-1] < n ≤ edges[i], len(edges) above."""
-    for i, edge in enumerate(edges):
-        if n_words <= edge:
-            return i
-    return len(edges)
-
-
-def bucket_label(n_words: int, edges: Sequence[int]) -> str:
-    """Return the label of the bucket holding a length: "1-10", "11-20", …, "61+" for edges (10, 20, …, 60)."""
-    return bucket_labels(edges)[bucket_index(n_words, edges)]
-
-
-def bucket_labels(edges: Sequence[int]) -> list[str]:
-    """Return the labels of all len(edges) + 1 buckets, shortest first."""
-    _check_edges(edges)
-    lows = [1] + [e + 1 for e in edges]
-    return [f"{low}-{high}" if low < high else f"{high}" for low, high in zip(lows, edges)] + [f"{edges[-1] + 1}+"]
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Splits
 
 
 def split(pairs: Sequence[Pair], dev_size: int, test_size: int, seed: int,
-          stratify_edges: Sequence[int] | None = None) -> Splits:
+          stratify: LengthBuckets | None = None) -> Splits:
     """Return train / dev / test splits of `pairs`, the same for the same seed.
 
     Pairs that share a source sentence always land in the same split, so no test or dev source is trained on.
-    Without `stratify_edges` test and dev are drawn at random. With them, test is stratified by source length:
+    Without `stratify` test and dev are drawn at random. With buckets, test is stratified by source length:
     each bucket gets test_size // n_buckets, a bucket too small for that gives at most half its pairs (the rest
     stay for training) and the shortfall is spread over the other buckets; dev is then drawn at random.
     """
@@ -142,10 +114,10 @@ def split(pairs: Sequence[Pair], dev_size: int, test_size: int, seed: int,
     rng = random.Random(seed)
     groups = _source_groups(pairs)
     rng.shuffle(groups)
-    if stratify_edges is None:
+    if stratify is None:
         test, rest = _take(groups, test_size)
     else:
-        test, rest = _take_stratified(groups, test_size, stratify_edges, [len(p[0].split()) for p in pairs])
+        test, rest = _take_stratified(groups, test_size, stratify, [len(p[0].split()) for p in pairs])
     rng.shuffle(rest)  # test took the first groups of each bucket: the front of `rest` is skewed by length
     dev, train = _take(rest, dev_size)
     train_idx, dev_idx, test_idx = (sorted(i for group in part for i in group) for part in (train, dev, test))
@@ -173,12 +145,12 @@ def _take(groups: list[list[int]], size: int) -> tuple[list[list[int]], list[lis
     return taken, rest
 
 
-def _take_stratified(groups: list[list[int]], size: int, edges: Sequence[int],
+def _take_stratified(groups: list[list[int]], size: int, buckets: LengthBuckets,
                      src_lens: list[int]) -> tuple[list[list[int]], list[list[int]]]:
-    n_buckets = len(bucket_labels(edges))
+    n_buckets = len(buckets)
     by_bucket: list[list[list[int]]] = [[] for _ in range(n_buckets)]
     for group in groups:  # all pairs of a group share the source, hence the length
-        by_bucket[bucket_index(src_lens[group[0]], edges)].append(group)
+        by_bucket[buckets.index(src_lens[group[0]])].append(group)
     # Water-filling: equal shares, capped at half of each bucket so that it keeps pairs to train on.
     caps = [sum(len(g) for g in bucket) // 2 for bucket in by_bucket]
     if sum(caps) < size:
@@ -206,15 +178,15 @@ def _take_stratified(groups: list[list[int]], size: int, edges: Sequence[int],
 # Reports
 
 
-def length_report(splits: Splits | Mapping[str, Sequence[Pair]], edges: Sequence[int]) -> str:
+def length_report(splits: Splits | Mapping[str, Sequence[Pair]], buckets: LengthBuckets) -> str:
     """Return a table of pair counts per split and source-length bucket (whitespace words)."""
     named = {"train": splits.train, "dev": splits.dev, "test": splits.test} if isinstance(splits, Splits) \
         else dict(splits)
-    labels = bucket_labels(edges)
+    labels = buckets.labels
     counts = {name: [0] * len(labels) for name in named}
     for name, pairs in named.items():
         for src, _ in pairs:
-            counts[name][bucket_index(len(src.split()), edges)] += 1
+            counts[name][buckets.index_of(src)] += 1
     width = max(7, *(len(name) for name in named))
     lines = [f"{'src words':<10}" + "".join(f"{name:>{width}}" for name in named)]
     for b, label in enumerate(labels):

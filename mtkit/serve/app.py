@@ -23,8 +23,8 @@ wait behind a translation. FastAPI's /docs page is switched off: Swagger UI load
 a CDN, and the page must work without internet.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the routes' request models are made per server (its limits) inside
+# make_app, and FastAPI reads a route's annotations as objects.
 import contextlib
 import functools
 import json
@@ -34,12 +34,11 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Annotated, Any, Callable, Iterator, Sequence
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,36 +47,14 @@ from mtkit.config import ServeConfig
 from mtkit.errors import MtkitError
 from mtkit.serve.guard import HEADERS, Guard, allowed_hosts
 from mtkit.serve.queue import Gone, ModelQueue, QueueFull, TimedOut, run_queued
-from mtkit.serve.service import RequestError, Service
+from mtkit.serve.requests import LIMITS, RequestError, request_error as refusal
+from mtkit.serve.service import Service
 
 log = logging.getLogger(__name__)
 
-LIMITS = ServeConfig()  # the defaults, for the request schema's descriptions
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 CLIENT_GONE = 499  # nginx's "client closed request": logged, never received
-
-
-class TranslateRequest(BaseModel):
-    """A sentence to translate with some or all of the served runs."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"text": "En el principio crió Dios los cielos y la tierra.", "beam": 5, "n_best": 1}]})
-
-    text: StrictStr = Field(description=f"One source sentence (line breaks count as spaces; at most "
-                                        f"{LIMITS.max_text_chars:,} characters by default; longer than the run's "
-                                        "decode.max_src_len pieces is truncated, and the result says so).")
-    runs: Optional[list[StrictStr]] = Field(None, description="Names of runs to use (GET /api/runs); default all.")
-    beam: Optional[StrictInt] = Field(None, description=f"Beam size, 1 (greedy) to the server's max_beam "
-                                                        f"({LIMITS.max_beam} by default); default: each run's "
-                                                        "decode.beam.")
-    n_best: StrictInt = Field(1, description="Hypotheses to return per run, 1 to the beam size, and at most "
-                                             "max_weights attention weights a run (GET /api/runs).")
-    layer: Optional[StrictInt] = Field(None, description="Transformer runs only: show the cross-attention of this "
-                                                         "decoder layer, 1 to its layers (GET /api/runs); default: "
-                                                         "the mean of all layers.")
-    head: Optional[StrictInt] = Field(None, description="Transformer runs only: show this attention head, 1 to its "
-                                                        "heads; default: the mean of all heads.")
 
 
 def static_files() -> dict[str, tuple[bytes, str]]:
@@ -112,6 +89,7 @@ def make_app(run_dirs: Sequence[Path] | Service, checkpoint: str = "best", devic
                                                                                    limits, results)
     limits = service.limits
     files = static_files()
+    TranslateBody, ExamplesQuery = service.translate_request, service.examples_query  # checked against its limits
     queues = {name: ModelQueue(name, limits.queue) for name in service.run_names}
 
     @contextlib.asynccontextmanager
@@ -140,10 +118,9 @@ def make_app(run_dirs: Sequence[Path] | Service, checkpoint: str = "best", devic
         return service.runs()
 
     @app.post("/api/translate", summary="Translate one sentence: translations, pieces, words and weights")
-    async def translate(body: TranslateRequest, request: Request) -> Response:
+    async def translate(body: TranslateBody, request: Request) -> Response:
         # The checks tokenize the text (up to the body limit): off the event loop, like the encoding of the answer.
-        plan = await run_in_threadpool(service.check_translate, body.text, body.runs, body.beam, body.n_best,
-                                       body.layer, body.head)
+        plan = await run_in_threadpool(service.check_translate, body)
         jobs = [(queues[name], functools.partial(service.translate_run, plan, name)) for name, _ in plan.runs]
         try:
             results = await run_queued(jobs, limits.timeout, gone=functools.partial(_disconnect, request))
@@ -163,13 +140,8 @@ def make_app(run_dirs: Sequence[Path] | Service, checkpoint: str = "best", devic
         return service.passages()
 
     @app.get("/api/examples", summary="Test sentences of one length bucket, with references and cached outputs")
-    async def examples(bucket: Optional[str] = Query(None, description="A bucket label from /api/runs; none: all."),
-                       offset: int = Query(0, description="Skip this many sentences of the bucket."),
-                       count: int = Query(5, description=f"Sentences to return, 1 to max_examples "
-                                                         f"({LIMITS.max_examples} by default)."),
-                       outputs: bool = Query(True, description="Also each run's output, as `mtkit eval` cached it."),
-                       ) -> dict[str, Any]:
-        return service.examples(bucket, offset, count, outputs)
+    async def examples(query: Annotated[ExamplesQuery, Query()]) -> dict[str, Any]:
+        return service.show_examples(query)
 
     return app
 
@@ -196,10 +168,8 @@ def _handle_errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
-        first = err.errors()[0]
-        field = _field(first)
-        message = "body: not valid JSON" if first.get("type") == "json_invalid" else f"{field}: {first['msg']}"
-        return _error(422, field, message)
+        refused = refusal(list(err.errors()))
+        return _error(refused.status, refused.field, str(refused))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -209,14 +179,6 @@ def _handle_errors(app: FastAPI) -> None:
     async def unexpected(request: Request, err: Exception) -> JSONResponse:  # a bug: logged, never shown
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _error(500, None, "internal error; the server log has the details")
-
-
-def _field(error: dict[str, Any]) -> str:
-    """Return the request field a pydantic error is about: "beam", "text", or "body" for the body as a whole."""
-    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
-    if error.get("type") == "json_invalid" or not loc or loc[0].isdigit():
-        return "body"
-    return loc[0]
 
 
 def _error(status: int, field: str | None, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

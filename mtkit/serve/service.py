@@ -1,7 +1,7 @@
 """What `mtkit serve` does, without HTTP: loaded runs in, plain dicts out.
 
 `Service` holds the runs given at start (their models, test splits, cached test translations and
-evaluation scores, all read once, when it is made) and answers five questions: which runs,
+evaluation scores, read once by `loading.py` when it is made) and answers five questions: which runs,
 translate this (with pieces, words and weights, labelled with which attention they are: a
 Transformer's cross-attention of a chosen layer and head, or the mean), BLEU by length, the same
 verses alone and inside passages, and test sentences of one length bucket. A request names a run
@@ -9,101 +9,41 @@ only by the name it got at start, so nothing a request says reaches the filesyst
 holds a path on disk.
 
 Translating is split in two so the web app can queue each model's work on its own thread:
-`check_translate` checks everything a request asks (cheap; raises `RequestError`) and returns a
-`TranslatePlan`; `translate_run` does one run's model work; `translate` does both, in turn, for
+`check_translate` checks what a request asks of the runs (cheap; raises `RequestError`) and returns
+a `TranslatePlan`; `translate_run` does one run's model work; `translate` does both, in turn, for
 callers in Python. Each model also has its own lock, so that threads calling `translate` never
 enter one model at once.
 
-A mistake in a request raises `RequestError`, which names the field at fault; `app.py` turns it
-into a 4xx JSON response.
+A request's fields are checked once, by its model in `requests.py` (types, the server's limits,
+empty or broken text): the web app's routes receive them checked, and `translate` and `examples`
+build them from their arguments, so a Python caller gets the same checks. Here are only the checks
+that need the runs: a run's name, its beam, layers and heads, the attention weights an answer would
+hold, a bucket's label. A refused request raises `RequestError`, which names the field at fault;
+`app.py` turns it into a 4xx JSON response.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import torch
+from pydantic import ValidationError
 
 from mtkit.alignment import AttentionRecord, to_words
-from mtkit.compare import CACHED
+from mtkit.buckets import LengthBuckets
 from mtkit.config import ServeConfig
-from mtkit.data.textio import read_lines
 from mtkit.errors import MtkitError
-from mtkit.evaluate import JSON_FORMAT, SystemScore, bucket_bounds, load_json
+from mtkit.evaluate import SystemScore
 from mtkit.model import describe
-from mtkit.runs import CHECKPOINTS, prepared_dir, resolve_checkpoint
 from mtkit.search import max_lengths
-from mtkit.translate import Translation, Translator, rounded_weights
+from mtkit.serve.loading import LoadedRun, ScoreFile, load_results, load_runs
+from mtkit.serve.requests import ExamplesQuery, RequestError, TranslateRequest, request_error
+from mtkit.translate import Translation, rounded_weights
 
 log = logging.getLogger(__name__)
-
-SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: JSON's \ud800 decodes to one, UTF-8 cannot hold it
-PASSAGE_FILES = ("eval/passages/passages_scores.json", "eval/passages_scores.json")  # in a run dir, as the study
-# (`mtkit eval --passages --out RUN/eval/passages`) and `mtkit eval --passages` alone write them
-
-
-class RequestError(MtkitError):
-    """A request the service cannot answer: names the field at fault and the HTTP status to answer with."""
-
-    def __init__(self, field: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.field, self.status = field, status
-
-
-@dataclass
-class EvalOutputs:
-    """A run's cached translations of its test split, as `mtkit eval` wrote them."""
-
-    beam: int
-    lines: list[str]
-
-
-class ScoreFile(NamedTuple):
-    """Scores read at start, with where they came from and the command that writes them with intervals."""
-
-    where: str  # e.g. "bible_rnnsearch/eval/scores.json"
-    command: str  # e.g. "mtkit eval --run runs/bible_rnnsearch --by-length"
-    systems: list[Any]  # SystemScore for BLEU by length; plain dicts for passages (see `read_passages`)
-
-
-@dataclass
-class LoadedRun:
-    """One served run: its model and what was read from its directory at start."""
-
-    name: str
-    run_dir: Path
-    translator: Translator
-    test_src: list[str] | None = None  # the run's test split (None: not found or unusable; see split_problem)
-    test_ref: list[str] | None = None
-    eval_outputs: EvalOutputs | None = None
-    scores: ScoreFile | None = None  # from eval/scores.json
-    passages: ScoreFile | None = None  # from the passage scores `mtkit eval --passages` wrote
-    split_problem: str | None = None  # why the run has no test split to show
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def translate(self, sentences: list[str], beam: int, n_best: int = 1) -> list[Translation]:
-        """Return the model's translations, entering the model only under this run's lock."""
-        with self.lock:
-            return self.translator.translate(sentences, beam=beam, n_best=n_best)
-
-    def translate_shown(self, sentence: str, beam: int, n_best: int, layer: int | None = None,
-                        head: int | None = None) -> tuple[Translation, str]:
-        """Return the translation of `sentence` with the attention of `layer` and `head`, and that attention's label.
-
-        Choosing the attention and translating happen under one hold of the lock, so a request never
-        gets the weights another request chose (see `Translator.show_attention`).
-        """
-        with self.lock:
-            label = self.translator.show_attention(layer, head)
-            return self.translator.translate([sentence], beam=beam, n_best=n_best)[0], label
-
 
 class TranslatePlan(NamedTuple):
     """A checked translate request: the sentence, what to show, and each chosen run with its beam."""
@@ -115,126 +55,6 @@ class TranslatePlan(NamedTuple):
     runs: list[tuple[str, int]]  # (run name, beam), in the order asked
 
 
-def load_runs(run_dirs: Sequence[Path], checkpoint: str = "best", device: str | None = None) -> list[LoadedRun]:
-    """Return the runs in `run_dirs`, each with its model, test split, cached eval outputs and scores."""
-    if not run_dirs:
-        raise MtkitError("no runs to serve; pass --run DIR")
-    if checkpoint not in CHECKPOINTS:
-        raise MtkitError(f"--checkpoint {checkpoint}: choose one of {list(CHECKPOINTS)} (each run has its own)")
-    names = _unique_names([Path(d) for d in run_dirs])
-    runs = []
-    for name, run_dir in zip(names, run_dirs):
-        run_dir = Path(run_dir)
-        ckpt = resolve_checkpoint(run_dir, checkpoint)
-        translator = Translator.from_checkpoint(ckpt, device)
-        src, ref, problem = _test_split(run_dir)
-        cached = _eval_outputs(run_dir, ckpt, len(src) if src else 0, translator.cfg.decode.beam)
-        shown = _shown_dir(run_dir)
-        scores_path = run_dir / "eval" / "scores.json"
-        scores = (_read_scores(scores_path, f"{name}/eval/scores.json", f"mtkit eval --run {shown} --by-length")
-                  if scores_path.is_file() else None)
-        passages = next((_read_scores(run_dir / p, f"{name}/{p}", f"mtkit eval --run {shown} --passages --by-length "
-                                      f"--out {shown}/{Path(p).parent}", passages=True)
-                         for p in PASSAGE_FILES if (run_dir / p).is_file()), None)
-        log.info("%s: %s, %s, %d test sentences, %d scored systems%s", name, ckpt, describe(translator.model),
-                 len(src or []), len(scores.systems) if scores else 0, ", passage scores" if passages else "")
-        runs.append(LoadedRun(name, run_dir, translator, src, ref, cached, scores, passages, problem))
-    return runs
-
-
-def load_results(results_dir: Path) -> tuple[ScoreFile | None, ScoreFile | None]:
-    """Return the BLEU-by-length and passage scores in a results directory (the study's `results/`), either None."""
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise MtkitError(f"--results {results_dir}: no such directory (give the --out of `mtkit eval --by-length`, "
-                         "e.g. results/)")
-    shown = _shown_dir(results_dir)
-    scores, passages = (results_dir / "scores.json", results_dir / "passages_scores.json")
-    found = (_read_scores(scores, f"{shown}/scores.json", f"mtkit eval --run RUN ... --by-length --out {shown}")
-             if scores.is_file() else None,
-             _read_scores(passages, f"{shown}/passages_scores.json",
-                          f"mtkit eval --run RUN ... --passages --by-length --out {shown}", passages=True)
-             if passages.is_file() else None)
-    if found == (None, None):
-        raise MtkitError(f"--results {results_dir}: neither scores.json nor passages_scores.json is there; write them "
-                         "with `mtkit eval --run RUN ... --by-length [--passages] --out DIR`")
-    return found
-
-
-def _read_scores(path: Path, where: str, command: str, passages: bool = False) -> ScoreFile:
-    return ScoreFile(where, command, read_passages(path) if passages else load_json(path))
-
-
-def read_passages(path: Path) -> list[dict[str, Any]]:
-    """Return each system of a passage scores file as {"name", "n_boot", "by_k", "paired"} (paired: None if absent).
-
-    Read as plain JSON rather than through `evaluate.load_json`, so that fields a newer `mtkit eval`
-    adds (such as `paired`: each k against the same verses alone, with its interval) are kept when
-    present and their absence is no error.
-    """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format") != JSON_FORMAT:
-            raise ValueError(f"no \"format\": \"{JSON_FORMAT}\"")
-        return [{"name": str(s["name"]), "n_boot": int(s.get("n_boot", 0)),
-                 "by_k": [{key: b.get(key) for key in ("label", "count", "bleu", "ci_low", "ci_high", "chrf", "ratio")}
-                          for b in s.get("by_k", [])],
-                 "paired": [{key: p.get(key) for key in ("k", "ratio", "ci_low", "ci_high", "mean_src_words")}
-                            for p in s["paired"]] if isinstance(s.get("paired"), list) and s["paired"] else None}
-                for s in data["systems"]]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise MtkitError(f"{path}: not a passage scores file of `mtkit eval --passages` ({err})") from None
-
-
-def _shown_dir(path: Path) -> str:
-    """Return a directory as the user gave it when relative, else only its name (no absolute path leaves the server)."""
-    return str(path) if not Path(path).is_absolute() else f".../{Path(path).name}"
-
-
-def _unique_names(run_dirs: list[Path]) -> list[str]:
-    """Return each run's directory name (as `mtkit eval` labels it), with -2, -3 … where names repeat."""
-    names, seen = [], {}
-    for d in run_dirs:
-        base = d.resolve().name
-        seen[base] = seen.get(base, 0) + 1
-        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
-    return names
-
-
-def _test_split(run_dir: Path) -> tuple[list[str] | None, list[str] | None, str | None]:
-    """Return the run's test sources and references, or None, None and why there are none."""
-    try:
-        prepared = prepared_dir(run_dir)
-    except MtkitError as err:
-        log.warning("%s", err)
-        return None, None, f"{run_dir.name}: {err}"
-    src, ref = prepared / "test.src", prepared / "test.tgt"
-    if not (src.is_file() and ref.is_file()):
-        log.warning("%s: no test split in %s; no test sentences to pick from", run_dir, prepared)
-        return None, None, f"{run_dir.name}: its prepared data has no test split"
-    src_lines, ref_lines = read_lines(src), read_lines(ref)
-    if len(src_lines) != len(ref_lines):
-        problem = (f"{run_dir.name}: its test split is unusable: test.src has {len(src_lines):,} lines but test.tgt "
-                   f"{len(ref_lines):,}; prepare the data again (mtkit prepare CONFIG)")
-        log.warning("%s", problem)
-        return None, None, problem
-    return src_lines, ref_lines, None
-
-
-def _eval_outputs(run_dir: Path, ckpt: Path, count: int, beam: int) -> EvalOutputs | None:
-    """Return the newest usable test translations cached by `mtkit eval` (the run's own beam first), or None."""
-    found = []
-    for path in (run_dir / "eval").glob("test.*.hyp"):
-        match = CACHED.fullmatch(path.name)  # the test translations `mtkit eval` cached
-        if match and match["split"] == "test" and match["ckpt"] == ckpt.stem and path.stat().st_mtime >= ckpt.stat().st_mtime:
-            found.append((int(match["beam"]) == beam, path.stat().st_mtime, int(match["beam"]), path))
-    for _, _, cached_beam, path in sorted(found, reverse=True):
-        lines = read_lines(path)
-        if count and len(lines) == count:
-            return EvalOutputs(cached_beam, lines)
-    return None
-
-
 class Service:
     """The served runs, fixed at start, and the questions the web page asks of them."""
 
@@ -243,11 +63,13 @@ class Service:
         if not runs:
             raise MtkitError("no runs to serve; pass --run DIR")
         self.limits = limits
+        # The request models of these limits: the web app's routes take them, and the Python methods build them.
+        self.translate_request = TranslateRequest.for_limits(limits)
+        self.examples_query = ExamplesQuery.for_limits(limits)
         self._runs = {run.name: run for run in runs}
         self._base = next((r for r in runs if r.test_src), None)  # the run whose test split the examples come from
         self._edges, self._length_of = self._bucketing(runs, results[0])
-        bounds = bucket_bounds(self._edges)
-        self._buckets = {label: self._lines_in(low, high) for label, low, high in bounds}  # label → test lines
+        self._buckets = self._lines_by_bucket(LengthBuckets(self._edges))  # label → test lines
         # The results directory's files when given (the study's, scored together with intervals), else each run's.
         self._scores = [results[0]] if results[0] else [r.scores for r in runs if r.scores]
         self._passages = [results[1]] if results[1] else [r.passages for r in runs if r.passages]
@@ -299,8 +121,8 @@ class Service:
 
     # -- translate ----------------------------------------------------------------------------------------------
 
-    def translate(self, text: Any, runs: Sequence[str] | None = None, beam: Any = None,
-                  n_best: Any = 1, layer: Any = None, head: Any = None) -> dict[str, Any]:
+    def translate(self, text: str, runs: Sequence[str] | None = None, beam: int | None = None,
+                  n_best: int = 1, layer: int | None = None, head: int | None = None) -> dict[str, Any]:
         """Return every chosen run's translation of `text`: n-best hypotheses with pieces, words and weights.
 
         `runs` None means all runs; `beam` None means each run's own `decode.beam`. `layer` and
@@ -308,32 +130,26 @@ class Service:
         Transformer runs only; each result's `attention_label` says which weights it holds. The text is
         one sentence (line breaks count as spaces); a source longer than the run's
         `decode.max_src_len` pieces is truncated, as `mtkit translate` does, and the result says so.
-        Everything is checked before any model runs (`check_translate`).
+        Everything is checked before any model runs: the fields as the web app's are (`TranslateRequest`),
+        then against the runs (`check_translate`).
         """
-        plan = self.check_translate(text, runs, beam, n_best, layer, head)
+        try:
+            request = self.translate_request(text=text, runs=runs, beam=beam,
+                                             n_best=n_best, layer=layer, head=head)
+        except ValidationError as err:
+            raise request_error(err.errors()) from None
+        plan = self.check_translate(request)
         return self.answer(plan, [self.translate_run(plan, name) for name, _ in plan.runs])
 
-    def check_translate(self, text: Any, runs: Sequence[str] | None = None, beam: Any = None,
-                        n_best: Any = 1, layer: Any = None, head: Any = None) -> TranslatePlan:
-        """Return the checked request, or raise RequestError naming the first field at fault (no model runs)."""
-        sentence = self._check_text(text)
-        chosen = self._check_runs(runs)
-        _check_int("n_best", n_best)
-        for name, value in (("layer", layer), ("head", head)):
-            if value is not None:
-                _check_int(name, value)
-        if beam is not None:
-            _check_int("beam", beam, low=None)  # the lower bound is the run config's own (below)
-            if beam > self.limits.max_beam:
-                raise RequestError("beam", f"beam: got {beam}; this server allows at most {self.limits.max_beam} "
-                                           "(each step scores beam × vocabulary hypotheses)")
+    def check_translate(self, request: TranslateRequest) -> TranslatePlan:
+        """Return the plan of a request whose fields are checked, or raise RequestError naming the first field that
+        does not fit the runs (no model runs)."""
+        sentence, n_best, layer, head = request.text, request.n_best, request.layer, request.head
+        chosen = self._check_runs(request.runs)
         plans = []
         for run in chosen:
-            try:
-                settings = run.translator.settings(beam=beam)  # the run's own check: `decode.beam`: got 0; ...
-            except MtkitError as err:
-                raise RequestError("beam", f"beam: {err}") from None
-            if not 1 <= n_best <= settings.beam:
+            settings = run.translator.settings(beam=request.beam)  # the run's own beam when none is asked
+            if n_best > settings.beam:
                 raise RequestError("n_best", f"n_best: got {n_best}; give between 1 and the beam size "
                                              f"({settings.beam} for run {run.name})")
             _check_choice(run, layer, head)
@@ -368,30 +184,9 @@ class Service:
         """Return the answer to a translate request from its runs' results (`translate_run`), in the order asked."""
         return {"source": plan.source, "n_best": plan.n_best, "results": results}
 
-    def _check_text(self, text: Any) -> str:
-        if not isinstance(text, str):
-            raise RequestError("text", f"text: give the sentence as a string (got {type(text).__name__})")
-        if len(text) > self.limits.max_text_chars:
-            raise RequestError("text", f"text: {len(text):,} characters; this server takes at most "
-                                       f"{self.limits.max_text_chars:,} (longer sources are truncated anyway)",
-                               status=413)
-        bad = SURROGATE.search(text)
-        if bad:
-            raise RequestError("text", f"text: character {bad.start() + 1} is U+{ord(bad.group()):04X}, half of a "
-                                       "UTF-16 surrogate pair with no other half, which is not text; send valid "
-                                       "Unicode (escape a character beyond U+FFFF as both halves, \\ud83d\\ude00)")
-        sentence = " ".join(text.split())
-        if not sentence:
-            raise RequestError("text", "text: empty (or only whitespace); give a sentence to translate")
-        return sentence
-
-    def _check_runs(self, runs: Sequence[str] | None) -> list[LoadedRun]:
+    def _check_runs(self, runs: list[str] | None) -> list[LoadedRun]:
         if runs is None:
             return list(self._runs.values())
-        if isinstance(runs, str) or not all(isinstance(r, str) for r in runs):
-            raise RequestError("runs", f"runs: give a list of run names, e.g. {list(self._runs)[:2]}")
-        if not runs:
-            raise RequestError("runs", f"runs: empty; leave it out for all runs or choose from {list(self._runs)}")
         unknown = [r for r in runs if r not in self._runs]
         if unknown:
             raise RequestError("runs", f"runs: unknown run {unknown[0]!r}; this server has {list(self._runs)}",
@@ -473,16 +268,21 @@ class Service:
 
     def examples(self, bucket: str | None = None, offset: int = 0, count: int = 5,
                  outputs: bool = True) -> dict[str, Any]:
+        """Return test sentences of one length bucket (all when None); see `show_examples`."""
+        try:
+            query = self.examples_query(bucket=bucket, offset=offset, count=count, outputs=outputs)
+        except ValidationError as err:
+            raise request_error(err.errors()) from None
+        return self.show_examples(query)
+
+    def show_examples(self, query: ExamplesQuery) -> dict[str, Any]:
         """Return test sentences of one length bucket (all when None) with references and each run's cached output.
 
         Outputs are the test translations `mtkit eval` cached for the run; nothing is translated here,
         so the question stays cheap. Runs without a cache are listed in `uncached`; runs tested on
         another split than the first run's get none.
         """
-        _check_int("offset", offset, low=0)
-        _check_int("count", count, low=1)
-        if count > self.limits.max_examples:
-            raise RequestError("count", f"count: got {count}; at most {self.limits.max_examples}")
+        bucket, offset, count, outputs = query.bucket, query.offset, query.count, query.outputs
         base = self._base
         if base is None:
             why = "; ".join(r.split_problem for r in self._runs.values() if r.split_problem)
@@ -512,22 +312,24 @@ class Service:
                                   "writes them (this server translates only on request, with POST /api/translate)")
                                  if outputs and uncached else None}
 
-    def _lines_in(self, low: int, high: int | None) -> list[int]:
-        """Return the test lines of the base run whose length (source or reference side) is in [low, high]."""
-        base = self._base
-        if base is None:
-            return []
-        side = base.test_src if self._length_of == "src" else base.test_ref
-        return [i for i, line in enumerate(side) if low <= len(line.split()) and (high is None or len(line.split()) <= high)]
+    def _lines_by_bucket(self, buckets: LengthBuckets) -> dict[str, list[int]]:
+        """Return, per bucket label, the test lines of the base run whose length (source or reference side) is in it."""
+        labels = buckets.labels
+        lines: dict[str, list[int]] = {label: [] for label in labels}
+        if self._base is not None:
+            side = self._base.test_src if self._length_of == "src" else self._base.test_ref
+            for i, line in enumerate(side):
+                lines[labels[buckets.index_of(line)]].append(i)
+        return lines
 
     @staticmethod
     def _bucketing(runs: list[LoadedRun], results: ScoreFile | None) -> tuple[tuple[int, ...], str]:
-        """Return the bucket edges and length side: the first scored system's, else the first run's eval config."""
+        """Return the bucket edges and length side: the first scored system's, else the first run's config."""
         for file in ([results] if results else []) + [r.scores for r in runs if r.scores]:
             if file.systems:
                 return tuple(file.systems[0].edges), file.systems[0].length_of
-        cfg = runs[0].translator.cfg.eval
-        return tuple(cfg.edges), cfg.length_of
+        cfg = runs[0].translator.cfg
+        return tuple(cfg.length_edges), cfg.eval.length_of
 
 
 def _intervals_note(files: list[ScoreFile]) -> str | None:
@@ -537,13 +339,6 @@ def _intervals_note(files: list[ScoreFile]) -> str | None:
         return None
     return " ".join(f"{file.where} has no 95% intervals (written without a bootstrap): `{file.command}` writes them."
                     for file in shown.values())
-
-
-def _check_int(name: str, value: Any, low: int | None = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(name, f"{name}: give a whole number (got {value!r})")
-    if low is not None and value < low:
-        raise RequestError(name, f"{name}: got {value}; must be at least {low}")
 
 
 def _check_choice(run: LoadedRun, layer: int | None, head: int | None) -> None:
