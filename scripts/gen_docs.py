@@ -4,9 +4,8 @@ Usage: python scripts/gen_docs.py [--check] [--out DIR]
 
 - docs/cli.md: the CLI reference, from the Typer app in `mtkit.cli` (typer's own `utils docs`).
 - docs/configuration.md: every config key, from the dataclasses `mtkit.config.Config` and `ServeConfig`:
-  type, default, range and one line of meaning. A field's `metadata={"range": ..., "help": ...}` is used when
-  it has one; otherwise the range comes from `mtkit.config.RANGES` and the meaning from the comment beside the
-  field (or the comment lines above it) in the class's source.
+  type, default, and the range and one line of meaning each field carries in its metadata
+  (`mtkit.config.schema.setting`).
 - The study's tables, between `<!-- BEGIN generated: NAME -->` and `<!-- END generated: NAME -->` in README.md
   and docs/study.md, from the current run's records in docs/: length_study_scores.json (the test split),
   length_study_passages_scores.json (the passage set), length_study.md (the run's summary: commit, date,
@@ -65,97 +64,6 @@ def _env() -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------- config reference
 
-def _comments(cls: type) -> dict[str, str]:
-    """Return each field's comment in the class source: the one beside it, else the comment lines above it."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    found: dict[str, str] = {}
-    above: list[str] = []
-    lines = source.splitlines()
-    comment_at: dict[int, str] = {}
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            comment_at[tok.start[0]] = tok.string.lstrip("#").strip()
-    for number, line in enumerate(lines, start=1):
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            above.append(comment_at.get(number, ""))
-            continue
-        match = re.match(r"\s+(\w+)\s*:", line)
-        if match and match.group(1) in {f.name for f in dataclasses.fields(cls)}:
-            text = "; ".join(t for t in (" ".join(above), comment_at.get(number, "")) if t)
-            if text:
-                found[match.group(1)] = text
-        above = []
-    return found
-
-
-# The last fallback, for fields that carry neither metadata help nor a comment in config.py (yet): one line each.
-# A key given help or a comment in config.py takes that instead; tests/test_docs.py fails on a key with no meaning.
-MEANINGS = {
-    "run_dir": "directory of the run: checkpoints, metrics, logs, the resolved config",
-    "seed": "seed of the data split (and of training, unless train.seed is set)",
-    "data.source": "reader: two text files, a TSV file, or a pair of SWORD Bible modules",
-    "data.tgt_lang": "BCP 47 tag of the target side (labels only)",
-    "data.src_column": "TSV column of the source side: index or header name",
-    "data.tgt_column": "TSV column of the target side: index or header name",
-    "data.tsv_header": "the TSV's first line names its columns",
-    "data.tgt_module": "SWORD module of the target side (source: bible)",
-    "data.dev_tgt": "explicit dev file, target side",
-    "data.test_src": "explicit test file, source side",
-    "data.test_tgt": "explicit test file, target side",
-    "data.max_len": "pairs longer than this many whitespace words on either side are dropped",
-    "data.max_ratio": "pairs whose length ratio (longer ÷ shorter side, in words) exceeds this are dropped",
-    "data.dev_size": "sentence pairs in the dev split",
-    "data.test_size": "sentence pairs in the test split",
-    "data.length_edges": "upper edges of the source-length buckets the test split is stratified by",
-    "data.passage_max_k": "largest number of consecutive pairs joined into one passage input",
-    "tokenizer.model_type": "SentencePiece model type",
-    "tokenizer.vocab_size": "pieces in the vocabulary (per model when not joint)",
-    "tokenizer.character_coverage": "share of characters the SentencePiece model must cover",
-    "tokenizer.max_train_sentences": "sentences sampled from the training split to train SentencePiece",
-    "model.arch": "RNN encoder-decoder or Transformer",
-    "model.cell": "recurrent cell of encoder and decoder",
-    "model.emb_dim": "token embedding size",
-    "model.dec_hidden_dim": "decoder state size",
-    "model.enc_layers": "encoder RNN layers",
-    "model.dec_layers": "decoder RNN layers",
-    "model.bidirectional": "the encoder reads the source both ways",
-    "model.dropout": "dropout probability (embeddings, RNN outputs; the Transformer's sub-layers)",
-    "model.decoder": "Bahdanau (previous state queries) or Luong (current state queries) decoder",
-    "model.init": "decoder's initial state: tanh(W ←h_1) (Bahdanau), tanh(W mean h), tanh(W [→h_m; ←h_1]) or zeros",
-    "model.maxout": "maxout in the deep output layer (Bahdanau et al. 2015)",
-    "model.tie_embeddings": "the decoder's input embedding is its output projection",
-    "model.transformer.d_model": "embedding and state size",
-    "model.transformer.ff_dim": "inner size of each feed-forward block",
-    "model.transformer.enc_layers": "encoder layers",
-    "model.transformer.dec_layers": "decoder layers",
-    "model.transformer.positions": "fixed sinusoidal or learned position vectors",
-    "model.attention.kind": "score function; `none` is RNNencdec (one fixed vector)",
-    "train.epochs": "budget: passes over the training split",
-    "train.max_steps": "budget: optimizer steps",
-    "train.optimizer": "optimizer",
-    "train.lr": "learning rate (the peak, with inverse_sqrt)",
-    "train.weight_decay": "weight decay",
-    "train.schedule": "learning-rate schedule",
-    "train.plateau_factor": "plateau: factor the learning rate is multiplied by",
-    "train.plateau_patience": "plateau: validations without improvement before it is",
-    "train.clip": "gradient norm clipping",
-    "train.label_smoothing": "label smoothing of the training loss",
-    "train.early_stop_metric": "what `best.pt` and early stopping follow on the dev set",
-    "train.log_every": "steps between log lines",
-    "train.device": "where to train; auto takes CUDA when present",
-    "decode.beam": "beam size; 1 is greedy",
-    "decode.max_len_extra": "output pieces allowed beyond max_len_ratio × source pieces",
-    "eval.edges": "upper edges of the length buckets of BLEU by length",
-    "eval.length_of": "whose word count puts a sentence in a bucket: source or reference",
-    "eval.bootstrap": "bootstrap resamples of the 95% intervals; 0: none",
-    "eval.bootstrap_seed": "seed of the bootstrap",
-}
-
-
 def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Literal:
@@ -191,21 +99,20 @@ def _range(bounds: Any) -> str:
     return f"≥ {low}" if low is not None else f"≤ {high}"
 
 
-def _rows(cls: type, prefix: str, ranges: dict[str, Any]) -> list[tuple[str, list[str]]]:
+def _rows(cls: type, prefix: str) -> list[tuple[str, list[str]]]:
     """Return (section key, table rows) for `cls` and, after it, each nested dataclass."""
     hints = typing.get_type_hints(cls)
-    comments = _comments(cls)
     rows: list[str] = []
     nested: list[tuple[str, list[str]]] = []
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            nested += _rows(tp, key + ".", ranges)
+            nested += _rows(tp, key + ".")
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        meaning = f.metadata.get("help") or comments.get(f.name) or MEANINGS.get(key, "")
-        bounds = f.metadata.get("range", ranges.get(key))
+        meaning = f.metadata.get("help", "")
+        bounds = f.metadata.get("range")
         cells = [f"`{key}`", _type_name(tp), _value(default), _range(bounds), meaning.replace("|", "\\|")]
         rows.append("| " + " | ".join(cells) + " |")
     return [(prefix.rstrip(".") or "", rows)] + nested if rows else nested
@@ -215,7 +122,6 @@ def config_page() -> str:
     """Return docs/configuration.md from mtkit.config's dataclasses."""
     from mtkit import config as config_module
 
-    ranges = getattr(config_module, "RANGES", {})
     out = [GENERATED_NOTE.format(source="the dataclasses of mtkit.config"),
            "# Configuration reference\n",
            "One YAML file describes an experiment; every key below has its default in the dataclasses of "
@@ -231,7 +137,7 @@ def config_page() -> str:
         if prefix == "serve.":
             out.append("These are `mtkit serve`'s options (`--host`, `--port`, `--queue`, `--timeout`, "
                        "`--allow-host`), not keys of a run's YAML; the `serve.` prefix below only names them.\n")
-        for section, rows in _rows(cls, prefix, ranges):
+        for section, rows in _rows(cls, prefix):
             sub = _nested_class(cls, section[len(prefix):]) if section else cls
             if section and section != prefix.rstrip("."):
                 out.append(f"### `{section}`\n")
@@ -276,7 +182,7 @@ def run_facts(root: Path) -> dict[str, str]:
 
 
 def _systems(root: Path, rel: str):
-    from mtkit.evaluate import load_json
+    from mtkit.results import load_json
     return {s.name: s for s in load_json(root / rel)}
 
 
