@@ -4,7 +4,7 @@ Nothing here runs at import. `tune_process` applies every setting, one function 
 by `mtkit.cli.main()` and by the benchmark (`python -m benchmarks`) alike, so that the benchmark
 times what the command ships; a test or a notebook that imports mtkit keeps its own settings. An
 environment that sets a variable of its own (OMP_WAIT_POLICY, GOMP_SPINCOUNT, MALLOC_*) wins.
-What each setting was measured to give is in docs/runtime_tuning.md.
+What each setting was measured to give is in docs/kernels_and_runtime_figures.md.
 """
 
 from __future__ import annotations

@@ -111,8 +111,8 @@ class FeedForward(nn.Sequential):
     """Position-wise feed-forward block, max(0, x W1 + b1) W2 + b2 (section 3.3).
 
     No dropout inside: the paper drops out each sub-layer's output and the embeddings only (section
-    5.4), and a mask over the ff_dim-wide hidden layer was the largest of a training step's dropout
-    masks, whose random numbers took 14% of its time on one core.
+    5.4), and a mask over the ff_dim-wide hidden layer would be the largest of a training step's
+    dropout masks, its random numbers a large share of the step.
     """
 
     def __init__(self, d_model: int, ff_dim: int) -> None:
