@@ -12,8 +12,6 @@ import ctypes
 import logging
 import math
 import os
-import subprocess
-import sys
 from typing import Callable
 
 import pytest
