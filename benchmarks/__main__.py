@@ -46,12 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark the options ask for; print its table; return the exit status (2: a bad option)."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    # as the mtkit command does: idle OpenMP threads spin briefly, then sleep (OMP_WAIT_POLICY=PASSIVE to compare);
-    # malloc keeps freed tensor memory (MALLOC_MMAP_THRESHOLD_=131072 to compare)
-    from mtkit.cli import keep_freed_memory, wait_briefly
+    # exactly what the mtkit command ships, before torch loads (OMP_WAIT_POLICY=PASSIVE or
+    # MALLOC_MMAP_THRESHOLD_=131072 in the environment to time without one of them)
+    from mtkit.runtime import tune_process
 
-    wait_briefly()
-    malloc_keeps_freed = keep_freed_memory()
+    runtime = tune_process()
     from mtkit.config import load_config
     from mtkit.device import set_threads
     from mtkit.errors import MtkitError
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except MtkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result["environment"]["malloc_keeps_freed"] = malloc_keeps_freed
+    result["environment"]["runtime"] = runtime  # mtkit.runtime.tune_process's settings, in force for every figure
     result["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     print(format_table(result))
     if args.json:

@@ -5,7 +5,7 @@
 Times `mtkit.search.decode` (greedy, the config's decode batch size) on the first test sentences
 three times with the decoder's `step` as written, then compiles it (`torch.compile(...,
 dynamic=True)`, every batch has its own length), reports the first call (compile included) and three
-more, and the median speed-up. Measured ×1.03 after 5–16 s of compiling: not adopted.
+more, and the median speed-up. Not adopted: docs/kernels_and_runtime_figures.md has the figure.
 """
 
 from __future__ import annotations

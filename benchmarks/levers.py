@@ -14,15 +14,16 @@ that the fused one replaced:
 * the whole-sequence decoder (`Decoder.forward`) against its reference loop over `step`
   (`Decoder.unroll`), on the config's model if it has that path, else on the variants that do
   (a Transformer's: every target position in one causal pass, against cached steps);
-* the recurrences as one written-out autograd node each (`mtkit.model.recurrence`) against autograd
-  through every step: the encoder's GRU layers, and the decoder where its wiring has one (one GRU
-  layer reading additive attention: RNNsearch's, or Luong's with input feeding);
-* `mtkit/model/native.c`'s fused loops against the same equations in torch ops (`native.set_enabled`),
-  for a training step and for greedy decoding;
+* mtkit's fused kernels against their plain-torch references (`mtkit.kernels.use`, the one switch
+  MTKIT_KERNELS sets): the recurrences as one autograd node each, `native.c`'s loops, the hashed
+  dropout, the additive score and the chunked loss, for a training step and for greedy decoding;
 * the fused loss 256 target positions at a time (the default) against 1,024;
 * Adam as one fused kernel (`mtkit.train.make_optimizer`) against torch's default, op by op;
-* one thread against all cores (`mtkit.device.set_threads`), for a training step and for greedy decoding;
-* glibc keeping freed memory (`benchmarks.memory.keep_freed_memory`) against its defaults.
+* one thread against all cores (`mtkit.device.set_threads`), for a training step and for greedy decoding.
+
+Every lever is timed in the process as the `mtkit` command runs: `python -m benchmarks` applies
+`mtkit.runtime.tune_process` first (OpenMP's spin, malloc's thresholds), the function `main()`
+calls, and no lever changes those settings; the record's environment says what was in force.
 
 The Transformer's own levers, how its attention is built, are `benchmarks.transformer_levers`.
 
@@ -47,18 +48,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mtkit import kernels
 from mtkit.config import Config
 from mtkit.data.batching import Batch, batch_indices, collate, padding_fraction
 from mtkit.data.tokenizer import PAD
 from mtkit.device import set_threads
-from mtkit.loss import linear_cross_entropy, target_loss
-from mtkit.model import Memory, Seq2Seq, build_model, describe, native
+from mtkit.loss import target_loss
+from mtkit.model import Memory, Seq2Seq, build_model, describe
 from mtkit.model.transformer import TransformerDecoder
 from mtkit.prepare import EncodedSplit
 from mtkit.search import decode
 from mtkit.train import forward_features
 
-from benchmarks.memory import keep_freed_memory
 from benchmarks.timing import StepFn, load_average, training_step
 
 log = logging.getLogger(__name__)
@@ -271,32 +272,18 @@ def whole_sequence(bench: LeverBench, model: Seq2Seq) -> dict[str, Any]:
                         "seconds per forward+backward", f"on {describe(model)}")
 
 
-def written_out_recurrence(bench: LeverBench, part: str) -> dict[str, Any]:
-    """Time a training step with `part`'s recurrence ("encoder" or "decoder") as one written-out autograd node
-    (`mtkit.model.recurrence`) and through autograd over every step."""
-    module = getattr(bench.model, part)
+def fused_kernels(bench: LeverBench) -> list[dict[str, Any]]:
+    """Time a training step and greedy decoding with mtkit's fused kernels and with their plain-torch references."""
+    def on(chosen: str, fn: Run) -> Run:
+        return with_setting(kernels.use, chosen, None, fn)
 
-    def run(written_out: bool) -> Run:
-        return with_setting(lambda on: setattr(module, "written_out", on), written_out, True, bench.train)
-
-    what = "GRU layers" if part == "encoder" else "GRU reading additive attention"
-    return lever_record(f"written-out recurrence ({part})",
-                        "one autograd node, backward by hand, weight gradients after the loop",
-                        "autograd through every step", interleaved(run(True), run(False), bench.rounds),
-                        "seconds per training step", f"{part}'s {what}; both sides with the compiled loops")
-
-
-def native_loops(bench: LeverBench) -> list[dict[str, Any]]:
-    """Time a training step and greedy decoding with native.c's loops and with the same equations in torch ops."""
-    def on(enabled: bool, fn: Run) -> Run:
-        return with_setting(native.set_enabled, enabled, True, fn)
-
-    trained = interleaved(on(True, bench.train), on(False, bench.train), bench.rounds)
-    decoded = interleaved(on(True, bench.greedy), on(False, bench.greedy), max(2, bench.rounds // 2))
-    note = "additive attention and the GRU cell fused per step, and the loss's rows (mtkit/model/native.c)"
-    return [lever_record("compiled loops (training)", "native.c", "torch ops", trained, "seconds per training step",
+    trained = interleaved(on("fused", bench.train), on("reference", bench.train), bench.rounds)
+    decoded = interleaved(on("fused", bench.greedy), on("reference", bench.greedy), max(2, bench.rounds // 2))
+    compiled = "with native.c" if kernels.native.load() is not None else "native.c does not build: torch ops"
+    note = f"recurrences, additive score, hashed dropout, chunked loss ({compiled}); MTKIT_KERNELS=fused|reference"
+    return [lever_record("fused kernels (training)", "fused", "reference", trained, "seconds per training step",
                          note),
-            lever_record("compiled loops (greedy)", "native.c", "torch ops", decoded,
+            lever_record("fused kernels (greedy)", "fused", "reference", decoded,
                          f"seconds per greedy decoding of {len(bench.src_sample)} sentences", note)]
 
 
@@ -311,7 +298,7 @@ def loss_chunk(bench: LeverBench, chunk: int = 256, baseline: int = 1024) -> dic
         def loss(i: int) -> None:
             b, x = bench.batch(i), features[i].detach().requires_grad_()
             real = b.tgt_out != PAD
-            linear_cross_entropy(x[real], out.weight, out.bias, b.tgt_out[real], chunk=rows).backward()
+            kernels.linear_cross_entropy(x[real], out.weight, out.bias, b.tgt_out[real], chunk=rows).backward()
         return loss
 
     return lever_record("loss chunk", f"{chunk} positions at a time", f"{baseline} at a time",
@@ -358,15 +345,6 @@ def one_thread(bench: LeverBench, cores: int) -> list[dict[str, Any]]:
                          f"seconds per greedy decoding of {len(bench.src_sample)} sentences")]
 
 
-def freed_memory(bench: LeverBench) -> dict[str, Any]:
-    """Time a training step with glibc keeping freed memory and with its defaults; leave the defaults set."""
-    def kept(keep: bool) -> Run:
-        return with_setting(keep_freed_memory, keep, False, bench.train)
-
-    return lever_record("keep freed memory (mallopt)", "kept in the heap", "unmapped when freed",
-                        interleaved(kept(True), kept(False), bench.rounds), "seconds per training step")
-
-
 def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], split: EncodedSplit,
                 test_src: Sequence[Sequence[int]], rounds: int = 4, sentences: int = 128) -> list[dict[str, Any]]:
     """Return, for each speed lever, the median seconds with it and with its alternative, timed interleaved.
@@ -382,18 +360,9 @@ def time_levers(cfg: Config, model: Seq2Seq, batches: Sequence[Batch], split: En
         out.append(keys_projected_once(bench))
     out.append(loss_chunk(bench))
     out.append(fused_adam(bench))
-    if getattr(model.encoder, "cell", "") == "gru":
-        out.append(written_out_recurrence(bench, "encoder"))
-    if getattr(model.decoder, "fused_recurrence", False):
-        out.append(written_out_recurrence(bench, "decoder"))
-    if native.load() is not None:
-        out += native_loops(bench)
-    else:
-        out.append(skipped_record("compiled loops", "native.c does not build on this machine"))
+    out += fused_kernels(bench)
     out += [whole_sequence(bench, m) for m in whole_sequence_models(cfg, model)]
     cores = os.cpu_count() or 1
     if cores > 1:
         out += one_thread(bench, cores)
-    if keep_freed_memory(False):  # glibc is there
-        out.append(freed_memory(bench))
     return out

@@ -1,4 +1,4 @@
-"""Peak resident memory per phase of a benchmark, and glibc's handing back of freed memory.
+"""Peak resident memory per phase of a benchmark.
 
 Linux keeps a process's high-water mark (VmHWM) and lets the process reset it to its current
 resident size, so each phase (translation, training) gets its own peak. Where that cannot be done
@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import platform
 import resource
 from pathlib import Path
-
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -56,22 +53,3 @@ def phase_peak_bytes() -> int:
     except OSError:
         pass
     return peak_rss_bytes()
-
-
-def keep_freed_memory(keep: bool = True) -> bool:
-    """Tell glibc malloc to keep freed memory for reuse (True) or to return it (False); return success.
-
-    By default glibc serves a large block (a (B, T, V) logits tensor, a (B, S, A) attention
-    buffer) with a fresh mmap and unmaps it when freed, so every batch pays page faults to zero
-    the same memory again. Keeping freed memory in the heap makes the next batch reuse it; peak
-    memory is unchanged. Needs glibc; returns False elsewhere. A lever of `benchmarks.levers`
-    only: measured ×1.00 per training step once the fused loss removed the logits.
-    """
-    libc = _libc() if platform.system() == "Linux" else None
-    if libc is None:
-        return False
-    mmap_max, trim = (0, 2**31 - 1) if keep else (65536, 128 * 1024)  # glibc's defaults when not kept
-    try:
-        return bool(libc.mallopt(_M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
-    except AttributeError:
-        return False

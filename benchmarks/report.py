@@ -79,12 +79,24 @@ def _lever_rows(lever: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _runtime_line(result: dict[str, Any]) -> str:
+    """Return the line saying which runtime settings every figure, each lever's included, was timed under."""
+    runtime = result["environment"].get("runtime")
+    if runtime is None:
+        return "runtime settings: not recorded (not run through python -m benchmarks)"
+    spin = (f"OMP_WAIT_POLICY={runtime['OMP_WAIT_POLICY']}" if runtime.get("OMP_WAIT_POLICY")
+            else f"GOMP_SPINCOUNT={runtime.get('GOMP_SPINCOUNT')}")
+    kept = "keeps freed memory" if runtime.get("malloc_keeps_freed") else "glibc's defaults"
+    return f"timed as the mtkit command ships (mtkit.runtime.tune_process): {spin}, malloc {kept}"
+
+
 def _extra_rows(result: dict[str, Any]) -> list[str]:
     """Return the rows of the optional parts: attention cost slopes, profile, levers."""
     rows = _cost_rows(result.get("attention_cost", {}))
     if "profile" in result:
         rows += _profile_rows(result["profile"])
-    return rows + [row for lever in result.get("levers", []) for row in _lever_rows(lever)]
+    levers = [row for lever in result.get("levers", []) for row in _lever_rows(lever)]
+    return rows + ([_runtime_line(result)] + levers if levers else [])
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -6,10 +6,7 @@ Each command parses options and calls one library function. A mistake the user c
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import platform
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -18,58 +15,7 @@ import typer
 
 from mtkit.config import ServeConfig
 from mtkit.errors import MtkitError
-
-SPIN_ROUNDS = "3000"  # GOMP_SPINCOUNT: how long an idle OpenMP thread spins before it sleeps
-
-
-def wait_briefly(environ: dict[str, str] | os._Environ = os.environ) -> None:
-    """Let idle OpenMP threads spin a little, then sleep (GOMP_SPINCOUNT=3000), unless the environment says.
-
-    Set before torch loads libgomp (torch is imported later, lazily); OMP_WAIT_POLICY or GOMP_SPINCOUNT, when
-    set, win. Measured on the reference model (configs/bench_bible.yaml, 2 threads, 2 cores), in turn:
-    training on an idle machine 3,975 target tok/s sleeping at once (OMP_WAIT_POLICY=PASSIVE, the earlier
-    default), 4,435 spinning 3,000 rounds, 4,615 with libgomp's own spin; with the other core busy 2,244,
-    2,107 and 648. Greedy decoding of the test set 8.5 → 6.9 s idle, 13.6 → 14.7 s beside a busy core.
-    """
-    if "OMP_WAIT_POLICY" not in environ:
-        environ.setdefault("GOMP_SPINCOUNT", SPIN_ROUNDS)
-
-
-# glibc's malloc: tensors up to this size come from memory the process keeps, not fresh pages (mallopt)
-KEEP_BELOW = 256 << 20  # M_MMAP_THRESHOLD
-TRIM_ABOVE = 512 << 20  # M_TRIM_THRESHOLD: free memory the heap's top may hold before it goes back to the system
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
-
-
-def keep_freed_memory(environ: dict[str, str] | os._Environ = os.environ) -> bool:
-    """Let glibc's malloc reuse freed tensor memory instead of returning it to the system; return whether it took.
-
-    By default glibc maps every large block afresh and unmaps it when freed (its threshold adapts up to
-    32 MB), so each training step faults in its large buffers page by page, zeroed by the kernel:
-    15,000-29,000 page faults a step on the reference model (configs/bench_bible.yaml), 700-1,000 with
-    this. Measured in turn, 2 threads: 4,460/4,521/4,516 → 4,650/4,695/4,666 target tok/s, peak memory
-    within 3%. The PyTorch CPU tuning guide gets the same with jemalloc or tcmalloc through LD_PRELOAD.
-    Nothing happens where the environment sets malloc's own variables, or off glibc.
-    """
-    if "MALLOC_MMAP_THRESHOLD_" in environ or "malloc" in environ.get("GLIBC_TUNABLES", ""):
-        return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BELOW)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_ABOVE))
-
-
-def tune_process() -> None:
-    """Apply the runtime settings the `mtkit` command runs with: OpenMP's spin, then malloc's thresholds.
-
-    Called by `main()`, never at import, so a test or a notebook that imports mtkit keeps its own process
-    settings; the benchmark calls the same two functions.
-    """
-    wait_briefly()
-    keep_freed_memory()
+from mtkit.runtime import tune_process
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, translate with and evaluate RNN encoder-decoder models, with and without attention.")

@@ -38,7 +38,7 @@ from mtkit.device import autocast as autocast_for, choose_device, environment, s
 from mtkit.distributed import World
 from mtkit.errors import MtkitError
 from mtkit.loss import target_loss
-from mtkit.model import Seq2Seq, attention_label, build_model, describe
+from mtkit.model import Seq2Seq, attention_label, build_model, describe, unroll_steps
 from mtkit.optim import fused_adam_fits, make_optimizer, make_scheduler  # noqa: F401 (fused_adam_fits: API)
 from mtkit.prepare import EncodedSplit, Prepared, prepare, shorter_pairs
 from mtkit.runlog import Metrics, StopSignal, add_file_log, truncate_metrics
@@ -65,16 +65,7 @@ def forward_features(model: Seq2Seq, batch: Batch, teacher_forcing: float = 1.0)
     state, memory = model.encode(batch.src, batch.src_len)
     if teacher_forcing >= 1.0:
         return model.decoder.features(batch.tgt_in, state, memory)[0]
-    prev, features = batch.tgt_in[:, 0], []
-    for t in range(batch.tgt_in.size(1)):
-        out = model.decoder.step(prev, state, memory)
-        state = out.state
-        features.append(out.features)
-        if t + 1 < batch.tgt_in.size(1):
-            guess = model.decoder.logits(out.features).argmax(-1)  # (B,)
-            use_ref = torch.rand(guess.shape, device=guess.device) < teacher_forcing
-            prev = torch.where(use_ref, batch.tgt_in[:, t + 1], guess)
-    return torch.stack(features, 1)
+    return unroll_steps(model.decoder, batch.tgt_in, state, memory, teacher_forcing)[0]
 
 
 def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, *, clip: float,

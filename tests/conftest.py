@@ -15,7 +15,7 @@ from mtkit.config import AttentionConfig, ModelConfig
 from mtkit.data.batching import collate
 from mtkit.data.tokenizer import BOS
 from mtkit.model import Seq2Seq, build_model
-import mtkit.model.native as native
+from mtkit.kernels import native
 
 # Tiny models run fastest on one thread (and tests may run beside other work on 2 cores).
 torch.set_num_threads(1)

@@ -363,7 +363,7 @@ def test_train_into_an_occupied_run_dir(project, monkeypatch):
     ({"GOMP_SPINCOUNT": "0"}, {"GOMP_SPINCOUNT": "0"}),
 ])
 def test_openmp_threads_spin_briefly_unless_the_environment_says(given, want):
-    from mtkit.cli import wait_briefly
+    from mtkit.runtime import wait_briefly
 
     environ = dict(given)
     wait_briefly(environ)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from mtkit.model.attention import make_attention
-from mtkit.model.decoder import (BahdanauDecoder, DecoderState, LuongDecoder, Memory, StepOutput,
-                                 select)
+from mtkit.model.decoder import (BahdanauDecoder, DecoderSettings, DecoderState, LuongDecoder, Memory,
+                                 StepOutput, select)
 from mtkit.model.encoder import Encoder, lengths_to_mask
 
 V_SRC, V_TGT, E, H, O = 15, 13, 6, 4, 7
@@ -28,8 +28,9 @@ def build(wiring, kind, options=None, cell="gru", bidirectional=True, init=None,
     dec_hidden = enc.out_dim  # equal sizes so that dot attention fits
     attention = make_attention(kind, dec_hidden, enc.out_dim, 5)
     cls = BahdanauDecoder if wiring == "bahdanau" else LuongDecoder
-    dec = cls(V_TGT, E, dec_hidden, enc.out_dim, attention, num_layers=layers, cell=cell, init=init,
-              out_dim=out_dim, dropout=0.1, tie_embeddings=tie, **(options or {}))
+    settings = DecoderSettings(num_layers=layers, cell=cell, init=init, out_dim=out_dim, dropout=0.1,
+                               tie_embeddings=tie)
+    dec = cls(V_TGT, E, dec_hidden, enc.out_dim, attention, settings, **(options or {}))
     return enc.eval(), dec.eval()
 
 

@@ -16,11 +16,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mtkit"
 LAYERS = [
     ["mtkit", "mtkit.errors", "mtkit.buckets"],  # plain values every layer shares
     ["mtkit.config", "mtkit.config.schema", "mtkit.config.load"],
-    ["mtkit.distributed"],  # plain torch.distributed plumbing, no mtkit import
+    # no mtkit import: torch.distributed plumbing; the process settings main() and the benchmark apply
+    ["mtkit.distributed", "mtkit.runtime"],
     ["mtkit.data", "mtkit.data.textio", "mtkit.data.sources", "mtkit.data.corpus", "mtkit.data.tokenizer",
      "mtkit.data.batching", "mtkit.data.synthetic"],
-    ["mtkit.model", "mtkit.model.native", "mtkit.model.dropout", "mtkit.model.encoder", "mtkit.model.attention", "mtkit.model.recurrence",
-     "mtkit.model.decoder", "mtkit.model.transformer", "mtkit.model.seq2seq"],
+    # the fast paths, each beside the reference in the model files above it; one switch picks (MTKIT_KERNELS)
+    ["mtkit.kernels", "mtkit.kernels.switch", "mtkit.kernels.native", "mtkit.kernels.attention",
+     "mtkit.kernels.dropout", "mtkit.kernels.loss", "mtkit.kernels.recurrence"],
+    ["mtkit.model", "mtkit.model.encoder", "mtkit.model.attention", "mtkit.model.decoder", "mtkit.model.transformer",
+     "mtkit.model.seq2seq"],
     ["mtkit.prepare", "mtkit.search", "mtkit.loss", "mtkit.evaluate", "mtkit.results", "mtkit.plots",
      "mtkit.checkpoint", "mtkit.device", "mtkit.runs"],
     ["mtkit.optim", "mtkit.runlog", "mtkit.train", "mtkit.translate", "mtkit.forced"],

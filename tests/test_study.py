@@ -21,7 +21,10 @@ def token_accuracy(net, min_len: int, max_len: int) -> float:
 
 def same_budget(kind: str):
     """Return a model trained with the same sizes, data and steps as its counterpart."""
-    return train_reversal(kind, steps=200, size=48, lr=0.005, min_len=2, max_len=14, n=8000)
+    # 250 steps: at 200 attention's long-input accuracy sat near the 0.85 line for seed 0 (0.97 with -ffast-math,
+    # 0.96 in reference mode, 0.85 with the C kernels' flags of issue 28: the rounding of the last digits alone);
+    # at 250 it is 0.94 with those flags
+    return train_reversal(kind, steps=250, size=48, lr=0.005, min_len=2, max_len=14, n=8000)
 
 
 @pytest.fixture(scope="module")

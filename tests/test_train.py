@@ -156,6 +156,30 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(workdir, monkeypatch):
     assert (workdir / "runs/tiny/last.pt").read_bytes() != good
 
 
+def test_nan_through_the_fused_kernels_stops_training_with_its_one_line_error(workdir, monkeypatch, compiled):
+    """A NaN weight reaches the loss through the C loops (encoder GRU, attention, loss rows) as NaN, not as a
+    number -ffast-math could have made of it, and the run stops with its one-line error."""
+    import mtkit.kernels as kernels
+    import mtkit.train as training
+
+    real_step = training.train_step
+    calls = {"n": 0}
+
+    def poisoned(model, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            with torch.no_grad():
+                model.encoder.embed.weight[5:].fill_(float("nan"))  # the source words; pad, unk, bos, eos stay
+        return real_step(model, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", poisoned)
+    assert kernels.mode() == "fused"
+    with pytest.raises(MtkitError) as stopped:
+        train(config("train.max_steps=20", "model.dropout=0.2", "train.label_smoothing=0.1"))
+    assert "\n" not in str(stopped.value)
+    assert str(stopped.value).startswith("step 3: the training loss is nan; stopped, and the last good checkpoint")
+
+
 def _train_process(workdir: Path, run: str, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "mtkit.cli", "train", "c.yaml", *[a for o in TINY for a in ("--set", o)],

@@ -19,12 +19,11 @@ each row sum to one. Every row needs at least one real token.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-import mtkit.model.native as native
+from mtkit import kernels
 
 
 class Attention(nn.Module):
@@ -67,54 +66,12 @@ class Attention(nn.Module):
         return context, weights
 
 
-def _tanh_of_sums(q: Tensor, keys: Tensor, exact: bool = True) -> Tensor:
-    """Return tanh(q_t + k_s) for every pair: (B, T, S, A) from q (B, T, A) and keys (B, S, A).
-
-    exact=False computes 2σ(2x) − 1 instead: on the CPU, torch's float tanh costs 2.5 times its
-    sigmoid, and search spends a third of its time here. The two agree to 2e-7 (torch.tanh is
-    within 3e-8 of the true value). Training keeps torch.tanh: its trajectory, compared across
-    versions, would part from the first changed bit.
-    """
-    x = q.unsqueeze(2) + keys.unsqueeze(1)  # (B, T, S, A); then in place: one buffer, not two
-    return x.tanh_() if exact else x.mul_(2).sigmoid_().mul_(2).sub_(1)
-
-
-class _AdditiveScore(torch.autograd.Function):
-    """v_aᵀ tanh(q_t + k_s) for every (t, s): (B, T, S), from q (B, T, A), keys (B, S, A), v (A,).
-
-    Autograd would keep tanh(q + k), B·T·S·A floats per call: with input feeding, one call per
-    target step, that is most of a training step's memory (500 MB for a 4k-token batch of long
-    verses, A = 512). This keeps only the inputs and recomputes tanh(q + k) in backward, which
-    costs one more tanh per call, about 5% of a training step. grad_enabled: whether autograd
-    records the call (inside forward it never does), which chooses the exact tanh.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, q: Tensor, keys: Tensor, v: Tensor, grad_enabled: bool) -> Tensor:
-        ctx.save_for_backward(q, keys, v)
-        return _tanh_of_sums(q, keys, exact=grad_enabled) @ v  # (B, T, S)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
-        q, keys, v = ctx.saved_tensors
-        hidden = _tanh_of_sums(q, keys)  # (B, T, S, A), recomputed
-        grad_v = None
-        if ctx.needs_input_grad[2]:
-            grad_v = (hidden.flatten(0, 2).t() @ grad.flatten().to(hidden.dtype)).to(v.dtype)  # (A,)
-        # d score / d(q + k) = v (1 − tanh²), scaled by the incoming gradient; in place
-        hidden.mul_(hidden).neg_().add_(1).mul_(v).mul_(grad.unsqueeze(-1))  # (B, T, S, A)
-        grad_q = hidden.sum(2) if ctx.needs_input_grad[0] else None  # (B, T, A)
-        grad_keys = None
-        if ctx.needs_input_grad[1]:
-            grad_keys = hidden.squeeze(1) if hidden.size(1) == 1 else hidden.sum(1)  # (B, S, A)
-        return grad_q, grad_keys, grad_v, None
-
-
 class AdditiveAttention(Attention):
     """Bahdanau et al. (2015), eq. 6 and appendix A.1.2: e_ij = v_aᵀ tanh(W_a s_{i-1} + U_a h_j).
 
-    U_a h_j is precomputed once per sentence; W_a, U_a and v_a are all trained. The score runs
-    in `_AdditiveScore`, which keeps no (B, T, S, A) tensor for the backward pass.
+    U_a h_j is precomputed once per sentence; W_a, U_a and v_a are all trained. In fused mode the
+    score is `kernels.additive_score`, which keeps no (B, T, S, A) tensor for the backward pass, and a
+    search step is `kernels.additive_attention_step`, one C loop.
     """
 
     def __init__(self, query_dim: int, key_dim: int, dim: int) -> None:
@@ -129,21 +86,19 @@ class AdditiveAttention(Attention):
 
     def forward(self, query: Tensor, states: Tensor, mask: Tensor,
                 projected: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """`Attention.forward`; a search step (one query per row, no autograd) takes `native.c`'s one loop."""
-        if query.dim() == 2 and projected is not None and not torch.is_grad_enabled() and native.usable(query, states):
-            q = self.query_proj(query)  # (N, A)
-            weights = q.new_empty(q.size(0), states.size(1))  # (N, S)
-            context = q.new_empty(q.size(0), states.size(2))  # (N, K)
-            native.additive_forward(q.contiguous(), projected.contiguous(), self.v.weight.view(-1), mask.contiguous(),
-                                    states.contiguous(), weights, context)
-            return context, weights
+        """`Attention.forward`; in fused mode a search step (one query per row, no autograd) is one C loop."""
+        if query.dim() == 2 and projected is not None and not torch.is_grad_enabled() and kernels.compiled(query, states):
+            return kernels.additive_attention_step(self.query_proj(query), projected, self.v.weight.view(-1), mask,
+                                                   states)  # (N, K), (N, S)
         return super().forward(query, states, mask, projected)
 
     def score(self, query: Tensor, projected: Tensor) -> Tensor:
         """Return v_aᵀ tanh(W_a s + U_a h): (B, T, S)."""
         q = self.query_proj(query)  # (B, T, A)
-        # without autograd (search, validation) the score takes the faster tanh
-        return _AdditiveScore.apply(q, projected, self.v.weight.view(-1), torch.is_grad_enabled())  # (B, T, S)
+        v = self.v.weight.view(-1)  # (A,)
+        if kernels.fused():
+            return kernels.additive_score(q, projected, v)  # (B, T, S), the same numbers
+        return torch.tanh(q.unsqueeze(2) + projected.unsqueeze(1)) @ v  # (B, T, S, A) → (B, T, S)
 
 
 class DotAttention(Attention):

@@ -23,21 +23,23 @@ the vocabulary projection once over all positions, and runs the RNN over the who
 where nothing depends on the previous step's output (no attention, or Luong without input feeding).
 Where a step does depend on the previous one, the embeddings' share of the RNN's input gates is
 still computed for all positions in one product, and only the rest runs step by step.
-`unroll` is the plain loop over `step`; tests check that both give the same numbers.
+`unroll` is the plain loop over `step` (`unroll_steps`, which training's scheduled sampling runs
+too); tests check that both give the same numbers. Where a wiring has a fused recurrence
+(`mtkit.kernels`) and the kernels are fused, teacher forcing hands its step loop to it whole.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtkit import kernels
 from mtkit.model.attention import AdditiveAttention, Attention
-from mtkit.model.dropout import Dropout
 from mtkit.model.encoder import EncoderOutput, make_rnn, rnn_cell
-from mtkit.model.recurrence import AdditiveGRURecurrence, LuongGRURecurrence
 
 INITS = ("backward_first", "mean", "last", "zero")
 
@@ -83,12 +85,50 @@ def select(fields: Fields, idx: Tensor) -> Fields:
     return type(fields)(*(f.index_select(0, idx) if isinstance(f, Tensor) else f for f in fields))
 
 
+@dataclass(frozen=True)
+class DecoderSettings:
+    """What every wiring takes beyond its sizes; `Decoder` describes each."""
+
+    num_layers: int = 1
+    cell: str = "gru"
+    init: str = "backward_first"
+    out_dim: int = 256
+    dropout: float = 0.0
+    pad_id: int = 0
+    tie_embeddings: bool = False
+
+
+def unroll_steps(decoder: nn.Module, tgt_in: Tensor, state: tuple, memory: Memory,
+                 teacher_forcing: float = 1.0) -> tuple[Tensor, Tensor | None]:
+    """Return features (B, T, O) and attention (B, T, S) (None without) from `decoder.step` once per position.
+
+    Any decoder with `step` and `logits` (the RNNs', the Transformer's). teacher_forcing < 1 feeds back
+    the model's own argmax instead of tgt_in's token at random steps, each with probability 1 − teacher_forcing
+    (scheduled sampling); at 1 every step reads tgt_in (B, T), the reference for teacher forcing.
+    """
+    prev, features, weights = tgt_in[:, 0], [], []
+    for t in range(tgt_in.size(1)):
+        out = decoder.step(prev, state, memory)
+        state = out.state
+        features.append(out.features)  # (B, O)
+        weights.append(out.attention)  # (B, S) or None
+        if t + 1 < tgt_in.size(1):
+            prev = tgt_in[:, t + 1]
+            if teacher_forcing < 1.0:
+                guess = decoder.logits(out.features).argmax(-1)  # (B,)
+                use_ref = torch.rand(guess.shape, device=guess.device) < teacher_forcing
+                prev = torch.where(use_ref, prev, guess)
+    attention = None if weights[0] is None else torch.stack(weights, 1)  # (B, T, S)
+    return torch.stack(features, 1), attention
+
+
 class Decoder(nn.Module):
     """Parts every wiring shares: embedding, RNN, initial state, attention call, vocabulary projection.
 
     vocab: V; emb_dim: E; hidden_dim: H, the decoder state size; key_dim: K, the encoder state size;
     attention: a module from `make_attention`, or None; rnn_input_dim: set by the subclass.
-    init chooses the initial state: tanh(W ←h_1) ("backward_first", Bahdanau et al. 2015, A.2.2),
+    settings (`DecoderSettings`): num_layers and cell of the RNN; out_dim, O, the size of the features
+    the vocabulary projection reads; dropout; pad_id; tie_embeddings (out_dim must equal emb_dim). init chooses the initial state: tanh(W ←h_1) ("backward_first", Bahdanau et al. 2015, A.2.2),
     tanh(W mean_j h_j) ("mean"), tanh(W [→h_len; ←h_1]) ("last") or zeros ("zero"). Every layer
     gets its own slice of W's output; LSTM memory cells start at zero. "backward_first" reads the
     backward half of `final`, so it needs a bidirectional encoder: build_model checks that, this
@@ -97,32 +137,29 @@ class Decoder(nn.Module):
 
     wiring = ""
 
-    def __init__(self, vocab: int, emb_dim: int, hidden_dim: int, key_dim: int,
-                 attention: Attention | None, rnn_input_dim: int, *, num_layers: int = 1,
-                 cell: str = "gru", init: str = "backward_first", out_dim: int = 256,
-                 dropout: float = 0.0, pad_id: int = 0, tie_embeddings: bool = False) -> None:
+    def __init__(self, vocab: int, emb_dim: int, hidden_dim: int, key_dim: int, attention: Attention | None,
+                 rnn_input_dim: int, settings: DecoderSettings = DecoderSettings()) -> None:
         super().__init__()
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
+        if settings.init not in INITS:
+            raise ValueError(f"unknown init {settings.init!r}; choose one of: {', '.join(INITS)}")
         self.vocab = vocab
         self.hidden_dim = hidden_dim
         self.key_dim = key_dim
-        self.num_layers = num_layers
-        self.cell = cell
-        self.init = init
-        self.out_dim = out_dim
+        self.num_layers = settings.num_layers
+        self.cell = settings.cell
+        self.init = settings.init
+        self.out_dim = settings.out_dim
         self.emb_dim = emb_dim
         self.attention = attention
-        self.written_out = True  # where `fused_recurrence`; False: autograd over `step`'s loop (a lever to time)
-        self.embed = nn.Embedding(vocab, emb_dim, padding_idx=pad_id)
-        self.dropout = Dropout(dropout)
-        self.rnn = make_rnn(cell, rnn_input_dim, hidden_dim, num_layers, dropout)
-        summary_dim = key_dim // 2 if init == "backward_first" else key_dim
-        self.bridge = None if init == "zero" else nn.Linear(summary_dim, num_layers * hidden_dim)
-        self.out = nn.Linear(out_dim, vocab)  # the one vocabulary projection
-        if tie_embeddings:
-            if out_dim != emb_dim:
-                raise ValueError(f"tied embeddings need out_dim == emb_dim, got {out_dim} and {emb_dim}")
+        self.embed = nn.Embedding(vocab, emb_dim, padding_idx=settings.pad_id)
+        self.dropout = kernels.Dropout(settings.dropout)
+        self.rnn = make_rnn(settings.cell, rnn_input_dim, hidden_dim, settings.num_layers, settings.dropout)
+        summary_dim = key_dim // 2 if settings.init == "backward_first" else key_dim
+        self.bridge = None if settings.init == "zero" else nn.Linear(summary_dim, settings.num_layers * hidden_dim)
+        self.out = nn.Linear(settings.out_dim, vocab)  # the one vocabulary projection
+        if settings.tie_embeddings:
+            if settings.out_dim != emb_dim:
+                raise ValueError(f"tied embeddings need out_dim == emb_dim, got {settings.out_dim} and {emb_dim}")
             self.out.weight = self.embed.weight  # Press & Wolf (2017)
 
     # ---- per batch -------------------------------------------------------------------------
@@ -261,14 +298,8 @@ class Decoder(nn.Module):
     def unroll(self, tgt_in: Tensor, state: DecoderState,
                memory: Memory) -> tuple[Tensor, Tensor | None]:
         """Return the same as `forward`, computed by calling `step` once per position (the reference)."""
-        features, weights = [], []
-        for t in range(tgt_in.size(1)):
-            out = self.step(tgt_in[:, t], state, memory)
-            state = out.state
-            features.append(out.features)  # (B, O)
-            weights.append(out.attention)  # (B, S) or None
-        attention = None if self.attention is None else torch.stack(weights, 1)  # (B, T, S)
-        return self.logits(torch.stack(features, 1)), attention  # (B, T, V)
+        features, attention = unroll_steps(self, tgt_in, state, memory)  # (B, T, O), (B, T, S) or None
+        return self.logits(features), attention  # (B, T, V)
 
     def _teacher_forced(self, emb: Tensor, state: DecoderState,
                         memory: Memory) -> tuple[Tensor, Tensor | None]:
@@ -282,15 +313,14 @@ class Decoder(nn.Module):
 
     @property
     def fused_recurrence(self) -> bool:
-        """Whether teacher forcing has a written-out recurrence (`mtkit.model.recurrence`) for this wiring."""
+        """Whether this wiring has a fused recurrence in `mtkit.kernels` for teacher forcing."""
         return False
 
-    def _takes_written_out(self, emb: Tensor, memory: Memory) -> bool:
-        """Whether this teacher-forced pass runs as the written-out node: the wiring has one, the keys are
-        projected once (a Memory without them asks for the per-step path), and no autocast (bfloat16 on a
-        GPU), whose mixed precision the node's preallocated buffers would not take."""
-        return (self.fused_recurrence and memory.projected is not None
-                and not torch.is_autocast_enabled(emb.device.type))
+    def _takes_fused(self, emb: Tensor, memory: Memory) -> bool:
+        """Whether this teacher-forced pass runs as the fused recurrence: the wiring has one, the kernels are
+        fused (`kernels.fused`), and the keys are projected once (a Memory without them asks for the per-step
+        path)."""
+        return self.fused_recurrence and memory.projected is not None and kernels.fused(emb)
 
 
 class BahdanauDecoder(Decoder):
@@ -305,16 +335,12 @@ class BahdanauDecoder(Decoder):
 
     wiring = "bahdanau"
 
-    def __init__(self, vocab: int, emb_dim: int, hidden_dim: int, key_dim: int,
-                 attention: Attention | None, *, maxout: bool = False, num_layers: int = 1,
-                 cell: str = "gru", init: str = "backward_first", out_dim: int = 256,
-                 dropout: float = 0.0, pad_id: int = 0, tie_embeddings: bool = False) -> None:
-        super().__init__(vocab, emb_dim, hidden_dim, key_dim, attention, emb_dim + key_dim,
-                         num_layers=num_layers, cell=cell, init=init, out_dim=out_dim,
-                         dropout=dropout, pad_id=pad_id, tie_embeddings=tie_embeddings)
+    def __init__(self, vocab: int, emb_dim: int, hidden_dim: int, key_dim: int, attention: Attention | None,
+                 settings: DecoderSettings = DecoderSettings(), *, maxout: bool = False) -> None:
+        super().__init__(vocab, emb_dim, hidden_dim, key_dim, attention, emb_dim + key_dim, settings)
         self.maxout = maxout
         pieces = 2 if maxout else 1  # maxout pools pairs of units (Goodfellow et al. 2013)
-        self.deep_output = nn.Linear(hidden_dim + key_dim + emb_dim, pieces * out_dim)
+        self.deep_output = nn.Linear(hidden_dim + key_dim + emb_dim, pieces * settings.out_dim)
 
     def _output(self, s: Tensor, context: Tensor, emb: Tensor) -> Tensor:
         """Return the deep output t (..., O) from s (..., H), c (..., K) and emb(y_{t-1}) (..., E)."""
@@ -353,8 +379,8 @@ class BahdanauDecoder(Decoder):
         # zero-padded (B, T, G) gradients, O(T²) memory traffic.
         w_emb, w_rest = self._input_weights()
         gates = self._emb_gates(emb, w_emb)  # (B, T, G)
-        if self._takes_written_out(emb, memory):
-            s_all, c_all, attention = AdditiveGRURecurrence.apply(
+        if self._takes_fused(emb, memory):  # the loop below as one autograd node
+            s_all, c_all, attention = kernels.AdditiveGRURecurrence.apply(
                 gates, state.hidden[:, 0], memory.projected, memory.states, memory.mask,
                 self.attention.query_proj.weight, self.attention.v.weight.view(-1), w_rest,
                 self.rnn.weight_hh_l0, self.rnn.bias_hh_l0)  # (B, T, H), (B, T, K), (B, T, S)
@@ -375,9 +401,8 @@ class BahdanauDecoder(Decoder):
 
     @property
     def fused_recurrence(self) -> bool:
-        """One GRU layer reading additive attention, as the study's RNNsearch has (`AdditiveGRURecurrence`)."""
-        return (self.written_out and isinstance(self.attention, AdditiveAttention) and self.cell == "gru"
-                and self.num_layers == 1)
+        """One GRU layer reading additive attention, as the study's RNNsearch has (`kernels.AdditiveGRURecurrence`)."""
+        return isinstance(self.attention, AdditiveAttention) and self.cell == "gru" and self.num_layers == 1
 
 
 class LuongDecoder(Decoder):
@@ -391,18 +416,14 @@ class LuongDecoder(Decoder):
 
     wiring = "luong"
 
-    def __init__(self, vocab: int, emb_dim: int, hidden_dim: int, key_dim: int,
-                 attention: Attention | None, *, input_feeding: bool = True, num_layers: int = 1,
-                 cell: str = "gru", init: str = "backward_first", out_dim: int = 256,
-                 dropout: float = 0.0, pad_id: int = 0, tie_embeddings: bool = False) -> None:
+    def __init__(self, vocab: int, emb_dim: int, hidden_dim: int, key_dim: int, attention: Attention | None,
+                 settings: DecoderSettings = DecoderSettings(), *, input_feeding: bool = True) -> None:
         if attention is None:
             raise ValueError("the Luong decoder needs attention; without it use BahdanauDecoder (RNNencdec)")
-        rnn_input_dim = emb_dim + (out_dim if input_feeding else 0)
-        super().__init__(vocab, emb_dim, hidden_dim, key_dim, attention, rnn_input_dim,
-                         num_layers=num_layers, cell=cell, init=init, out_dim=out_dim,
-                         dropout=dropout, pad_id=pad_id, tie_embeddings=tie_embeddings)
+        rnn_input_dim = emb_dim + (settings.out_dim if input_feeding else 0)
+        super().__init__(vocab, emb_dim, hidden_dim, key_dim, attention, rnn_input_dim, settings)
         self.input_feeding = input_feeding
-        self.combine = nn.Linear(key_dim + hidden_dim, out_dim, bias=False)  # W_c
+        self.combine = nn.Linear(key_dim + hidden_dim, settings.out_dim, bias=False)  # W_c
 
     def _initial_input_feed(self, enc: EncoderOutput) -> Tensor | None:
         if not self.input_feeding:
@@ -432,8 +453,8 @@ class LuongDecoder(Decoder):
         # input feeding: h̃_{t-1} enters step t, so only the embeddings' input gates are hoisted
         w_emb, w_rest = self._input_weights()
         gates = self._emb_gates(emb, w_emb)  # (B, T, G)
-        if self._takes_written_out(emb, memory):
-            h_tilde, attention = LuongGRURecurrence.apply(
+        if self._takes_fused(emb, memory):  # the loop below as one autograd node
+            h_tilde, attention = kernels.LuongGRURecurrence.apply(
                 gates, state.hidden[:, 0], state.input_feed, memory.projected, memory.states, memory.mask,
                 self.attention.query_proj.weight, self.attention.v.weight.view(-1), w_rest,
                 self.rnn.weight_hh_l0, self.rnn.bias_hh_l0, self.combine.weight)  # (B, T, O), (B, T, S)
@@ -453,9 +474,9 @@ class LuongDecoder(Decoder):
     @property
     def fused_recurrence(self) -> bool:
         """Input feeding, one GRU layer and additive attention, as the reference model (configs/bench_bible.yaml)
-        has (`LuongGRURecurrence`)."""
-        return (self.written_out and self.input_feeding and isinstance(self.attention, AdditiveAttention)
-                and self.cell == "gru" and self.num_layers == 1)
+        has (`kernels.LuongGRURecurrence`)."""
+        return (self.input_feeding and isinstance(self.attention, AdditiveAttention) and self.cell == "gru"
+                and self.num_layers == 1)
 
 
 DECODERS: dict[str, type[Decoder]] = {"bahdanau": BahdanauDecoder, "luong": LuongDecoder}

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit.model.dropout import Dropout
-from mtkit.model.recurrence import GRULayerRecurrence
+from mtkit import kernels
 
 RNNS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -88,9 +87,8 @@ class Encoder(nn.Module):
         self.num_dirs = 2 if bidirectional else 1
         self.out_dim = self.num_dirs * hidden_dim  # K, the size of every state and of `final`
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=pad_id)
-        self.dropout = Dropout(dropout)
+        self.dropout = kernels.Dropout(dropout)
         self.rnn = make_rnn(cell, emb_dim, hidden_dim, num_layers, dropout, bidirectional)
-        self.written_out = True  # a GRU runs `GRULayerRecurrence`; False: autograd over every step (a lever to time)
 
     def forward(self, src: Tensor, src_len: Tensor) -> EncoderOutput:
         """Return the encoder states, mask, final states and mean for src (B, S) and src_len (B,).
@@ -127,8 +125,8 @@ class Encoder(nn.Module):
         gates = gates.permute(2, 0, 1, 3).contiguous()  # (S, D, B, G): one contiguous slice per step
         w_hh = torch.stack([weight("weight_hh", sfx).t() for sfx in suffixes])  # (D, H, G)
         b_hh = torch.stack([weight("bias_hh", sfx) for sfx in suffixes]).unsqueeze(1)  # (D, 1, G)
-        if self.cell == "gru" and self.written_out and not torch.is_autocast_enabled(inputs.device.type):
-            out = GRULayerRecurrence.apply(gates, w_hh, b_hh).permute(1, 2, 0, 3)  # (D, B, S, H)
+        if self.cell == "gru" and kernels.fused(inputs):  # the loop below as one autograd node
+            out = kernels.GRULayerRecurrence.apply(gates, w_hh, b_hh).permute(1, 2, 0, 3)  # (D, B, S, H)
         else:
             hidden = inputs.new_zeros(self.num_dirs, batch, self.hidden_dim)  # (D, B, H)
             memory = torch.zeros_like(hidden) if self.cell == "lstm" else None

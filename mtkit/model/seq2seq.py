@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from mtkit.config import ModelConfig, check_model
 from mtkit.model.attention import attention_kind, make_attention
-from mtkit.model.decoder import BahdanauDecoder, Decoder, DecoderState, LuongDecoder, Memory
+from mtkit.model.decoder import BahdanauDecoder, Decoder, DecoderSettings, DecoderState, LuongDecoder, Memory
 from mtkit.model.encoder import Encoder
 from mtkit.model.transformer import TransformerDecoder, TransformerEncoder
 
@@ -47,15 +47,15 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 
                       cfg.cell, cfg.dropout, pad_id)
     attention = make_attention(cfg.attention.kind, query_dim=cfg.dec_hidden_dim,
                                key_dim=encoder.out_dim, dim=cfg.attention.dim)
-    shared = dict(num_layers=cfg.dec_layers, cell=cfg.cell, init=cfg.init, out_dim=cfg.out_dim,
-                  dropout=cfg.dropout, pad_id=pad_id, tie_embeddings=cfg.tie_embeddings)
+    settings = DecoderSettings(num_layers=cfg.dec_layers, cell=cfg.cell, init=cfg.init, out_dim=cfg.out_dim,
+                               dropout=cfg.dropout, pad_id=pad_id, tie_embeddings=cfg.tie_embeddings)
     decoder: Decoder
     if cfg.decoder == "bahdanau":
-        decoder = BahdanauDecoder(tgt_vocab, cfg.emb_dim, cfg.dec_hidden_dim, encoder.out_dim,
-                                  attention, maxout=cfg.maxout, **shared)
+        decoder = BahdanauDecoder(tgt_vocab, cfg.emb_dim, cfg.dec_hidden_dim, encoder.out_dim, attention, settings,
+                                  maxout=cfg.maxout)
     else:
-        decoder = LuongDecoder(tgt_vocab, cfg.emb_dim, cfg.dec_hidden_dim, encoder.out_dim,
-                               attention, input_feeding=cfg.input_feeding, **shared)
+        decoder = LuongDecoder(tgt_vocab, cfg.emb_dim, cfg.dec_hidden_dim, encoder.out_dim, attention, settings,
+                               input_feeding=cfg.input_feeding)
     return Seq2Seq(encoder, decoder)
 
 

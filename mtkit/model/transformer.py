@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtkit.model.decoder import Memory, StepOutput
-from mtkit.model.dropout import Dropout
+from mtkit.kernels import Dropout
+from mtkit.model.decoder import Memory, StepOutput, unroll_steps
 from mtkit.model.encoder import EncoderOutput, lengths_to_mask
 
 POSITIONS = ("sinusoidal", "learned")
@@ -111,8 +111,8 @@ class FeedForward(nn.Sequential):
     """Position-wise feed-forward block, max(0, x W1 + b1) W2 + b2 (section 3.3).
 
     No dropout inside: the paper drops out each sub-layer's output and the embeddings only (section
-    5.4), and a mask over the ff_dim-wide hidden layer was the largest of a training step's dropout
-    masks, whose random numbers took 14% of its time on one core.
+    5.4), and a mask over the ff_dim-wide hidden layer would be the largest of a training step's
+    dropout masks, its random numbers a large share of the step.
     """
 
     def __init__(self, d_model: int, ff_dim: int) -> None:
@@ -331,10 +331,5 @@ class TransformerDecoder(nn.Module):
 
     def unroll(self, tgt_in: Tensor, state: TransformerState, memory: Memory) -> tuple[Tensor, Tensor]:
         """Return the same as `forward`, computed by calling `step` once per position (the reference)."""
-        features, weights = [], []
-        for t in range(tgt_in.size(1)):
-            out = self.step(tgt_in[:, t], state, memory)
-            state = out.state
-            features.append(out.features)  # (B, d)
-            weights.append(out.attention)  # (B, S)
-        return self.logits(torch.stack(features, 1)), torch.stack(weights, 1)  # (B, T, V), (B, T, S)
+        features, attention = unroll_steps(self, tgt_in, state, memory)  # (B, T, d), (B, T, S)
+        return self.logits(features), attention  # (B, T, V), (B, T, S)

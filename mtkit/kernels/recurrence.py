@@ -19,8 +19,8 @@ build, else in the same equations as torch ops.
 * `LuongGRURecurrence`: `LuongDecoder` with input feeding, a GRU and additive attention (the reference model);
 * `GRULayerRecurrence`: one GRU layer of the encoder, both directions at once.
 
-`tests/test_recurrence.py` checks outputs and every gradient against autograd through the plain
-loops to 1e-5 in float32 and 1e-10 in float64.
+`tests/test_kernels.py` checks outputs and every gradient against autograd through the model files'
+plain loops (the references) to 1e-5 in float32 and 1e-10 in float64.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-import mtkit.model.native as native
+import mtkit.kernels.native as native
+from mtkit.kernels.switch import compiled as compiled_for
 
 
 class AdditiveGRURecurrence(torch.autograd.Function):
@@ -57,7 +58,7 @@ class AdditiveGRURecurrence(torch.autograd.Function):
         n_all = gates.new_empty(steps, batch, hidden)
         ghn_all = gates.new_empty(steps, batch, hidden)  # W_hn s_{t-1} + b_hn, which r multiplies
         q_all = gates.new_empty(steps, batch, w_query.size(0))
-        compiled = native.usable(gates, keys, states)  # native.c's loops, else the same in torch ops
+        compiled = compiled_for(gates, keys, states)  # native.c's loops, else the same in torch ops
         keys, states, mask = keys.contiguous(), states.contiguous(), mask.contiguous()
         buffer = None if compiled else keys.new_empty(keys.shape)  # (B, S, A), tanh(q_t + k) of the current step
         w_query_t, w_context_t, w_hh_t = _by_input(w_query, w_context, w_hh)
@@ -116,7 +117,7 @@ class AdditiveGRURecurrence(torch.autograd.Function):
 class LuongGRURecurrence(torch.autograd.Function):
     """Luong et al.'s decoder with input feeding, GRU and additive attention, every target position; backward by hand.
 
-    The equations of `LuongDecoder._step`:
+    The equations of `LuongDecoder._step` (mtkit/model/decoder.py, the reference):
 
         gi = gates_t + W_f h̃_{t-1};  gh = W_hh s_{t-1} + b_hh;  s_t = GRU(gi, gh, s_{t-1})
         q_t = W_a s_t;  α_t = softmax(v_aᵀ tanh(q_t + k));  c_t = Σ_s α_ts h_s;  h̃_t = tanh(W_c [c_t; s_t])
@@ -145,7 +146,7 @@ class LuongGRURecurrence(torch.autograd.Function):
         n_all = gates.new_empty(steps, batch, hidden)
         ghn_all = gates.new_empty(steps, batch, hidden)
         q_all = gates.new_empty(steps, batch, w_query.size(0))
-        compiled = native.usable(gates, keys, states)
+        compiled = compiled_for(gates, keys, states)
         keys, states, mask = keys.contiguous(), states.contiguous(), mask.contiguous()
         buffer = None if compiled else keys.new_empty(keys.shape)
         w_feed_t, w_hh_t, w_query_t, w_comb_c_t, w_comb_s_t = _by_input(w_feed, w_hh, w_query, w_comb_c, w_comb_s)
@@ -209,9 +210,8 @@ class LuongGRURecurrence(torch.autograd.Function):
 def _by_input(*weights: Tensor) -> tuple[Tensor, ...]:
     """Return each (out, in) weight transposed into a contiguous (in, out) copy, once per call, for the step loop.
 
-    A step's x Wᵀ with W laid out (in, out) in memory is about a fifth faster on one thread than through
-    the transposed view (e.g. 120 against 145 µs for (44, 256) × (256, 768)); the copies are a few
-    hundred KB a batch.
+    A step's x Wᵀ reads W along its rows when W is laid out (in, out) in memory, faster than through the
+    transposed view; the copies are a few hundred KB a batch.
     """
     return tuple(w.t().contiguous() for w in weights)
 
@@ -259,7 +259,7 @@ class GRULayerRecurrence(torch.autograd.Function):
     def forward(ctx: Any, gates: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
         steps, dirs, batch, three_h = gates.shape
         hidden = three_h // 3
-        compiled = native.usable(gates, w_hh)
+        compiled = compiled_for(gates, w_hh)
         out_buf = gates.new_empty(steps + 1, dirs, batch, hidden)  # a zero state, then every step's
         out_buf[0] = 0
         out = out_buf[1:]

@@ -1,14 +1,14 @@
 """Dropout whose CPU masks come from `native.c`'s counter-based generator: one pass, no mask kept.
 
-torch's dropout on the CPU draws a Bernoulli mask element by element, keeps it for the backward
-pass and multiplies twice: 12.8 ms for a (3,600, 512) tensor on two threads. `Dropout` draws one
-64-bit seed from torch's default generator per call instead, and `native.dropout` zeroes or scales
-every element in one pass from a hash of (seed, element index), 0.4 ms; the backward pass rebuilds
-the same mask from the seed. The masks have torch's distribution (each element dropped with
-probability p, independently, the rest scaled by 1 / (1 − p)) but another stream, so a run's numbers
-differ from torch's dropout as one seed's differ from another's. Seeding stays torch's:
-`torch.manual_seed` and a restored generator state (an exact resume) give the same masks again.
-Elsewhere (a GPU, float64, no C compiler) it is `F.dropout`.
+torch's dropout on the CPU (the reference) draws a Bernoulli mask element by element, keeps it for
+the backward pass and multiplies twice. `Dropout` in fused mode draws one 64-bit seed from torch's
+default generator per call instead, and `native.dropout` zeroes or scales every element in one pass
+from a hash of (seed, element index); the backward pass rebuilds the same mask from the seed. The
+masks have torch's distribution (each element dropped with probability p, independently, the rest
+scaled by 1 / (1 − p)) but another stream, so a run's numbers differ from torch's dropout as one
+seed's differ from another's. As in torch's, a dropped element is x · 0, so a NaN stays NaN.
+Seeding stays torch's: `torch.manual_seed` and a restored generator state (an exact resume) give
+the same masks again. Elsewhere (reference mode, a GPU, float64, no C compiler) it is `F.dropout`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import mtkit.model.native as native
+import mtkit.kernels.native as native
+from mtkit.kernels.switch import compiled
 
 
 class _NativeDropout(torch.autograd.Function):
@@ -47,7 +48,7 @@ def _apply(x: Tensor, p: float, seed: int) -> Tensor:
 
 
 class Dropout(nn.Module):
-    """`nn.Dropout(p)` with `native.c`'s masks for float32 CPU tensors (see the module docstring)."""
+    """`nn.Dropout(p)`, with `native.c`'s masks for float32 CPU tensors in fused mode (see the module docstring)."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
@@ -58,7 +59,7 @@ class Dropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if self.p == 1.0 or not native.usable(x) or x.numel() == 0:
+        if self.p == 1.0 or not compiled(x) or x.numel() == 0:
             return F.dropout(x, self.p, True)
         seed = int(torch.empty((), dtype=torch.int64).random_())  # from torch's default generator
         return _NativeDropout.apply(x, self.p, seed)

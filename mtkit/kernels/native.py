@@ -1,13 +1,15 @@
-"""The fused CPU loops of `native.c`, compiled on first use and called through ctypes.
+"""The C loops of `native.c`, built once per machine into a per-user cache and called through ctypes.
 
-`load()` returns the compiled library, or None where it cannot be had: no C compiler, a compiler
-error, a platform other than Linux, or MTKIT_NATIVE=0 in the environment (the way to time or test
-the torch path beside it). Callers then run the same equations in torch ops, so nothing but speed
-depends on it. The library is built with `cc -O3 -march=native -ffast-math -fopenmp` (without
--fopenmp where that does not build) into ~/.cache/mtkit/native (or $MTKIT_CACHE/native), under a
-name made from the source, the compiler, the flags and this CPU's features, so a changed source or
-another machine gets its own build. Building takes about a second; it is written to a temporary
-name and renamed, so two trainings starting at once cannot read a half-written file.
+`load()` returns the compiled library, or None where it cannot be had: no C compiler (cc, gcc, or
+the one $CC names), a compiler error, or a platform other than Linux; it then says so in one log
+line, and the fused kernels run the same equations in torch ops (`usable` is False). Nothing but
+speed depends on it.
+
+The library is built with `FLAGS` below, into $MTKIT_CACHE/kernels, else $XDG_CACHE_HOME/mtkit/kernels,
+else ~/.cache/mtkit/kernels, under a name made from the source, the compiler's version, the flags
+and this CPU's features: a changed source, compiler or machine gets a build of its own, and an
+unchanged one is never rebuilt. A build logs one line. It is written to a temporary name and
+renamed, so two trainings starting at once cannot read a half-written file.
 
 Only float32 tensors on the CPU, contiguous (for `dropout`, rows whose last dimension is), go to
 it (`usable`). Each call splits its rows over torch's thread count (`torch.get_num_threads()`).
@@ -35,7 +37,15 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native.c")
-FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-shared", "-fPIC")
+# No -ffast-math: its -ffinite-math-only lets the compiler assume that no NaN or infinity occurs (it folds
+# x * 0 to 0, for one), so a NaN in training could vanish instead of stopping the run. What is kept of it
+# neither hides nor makes a NaN or an infinity: sums may be reassociated, so that they vectorise
+# (-fassociative-math, which needs the next three), a division may become a multiplication by the inverse
+# (-freciprocal-math), the sign of a zero may be lost (-fno-signed-zeros), and no errno or FP traps are kept
+# for math calls (-fno-math-errno, -fno-trapping-math). tanhf and expf vectorise through glibc's libmvec
+# by declarations in native.c (-ffast-math used to switch them on); libmvec handles NaN and infinities.
+FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-fno-trapping-math",
+         "-fno-signed-zeros", "-fassociative-math", "-freciprocal-math", "-shared", "-fPIC")
 PARALLEL = ("-fopenmp",)  # tried first; without it the pragmas are ignored and each call runs on one thread
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 SIGNATURES = {  # every function takes the thread count first
@@ -59,69 +69,90 @@ def _cpu_features() -> str:
     return platform.processor()
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("MTKIT_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "mtkit"
+def cache_dir() -> Path:
+    """Return the directory the library is built into: $MTKIT_CACHE/kernels, $XDG_CACHE_HOME/mtkit/kernels or
+    ~/.cache/mtkit/kernels."""
+    if os.environ.get("MTKIT_CACHE"):
+        return Path(os.environ["MTKIT_CACHE"]) / "kernels"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "mtkit" / "kernels"
+
+
+def _libraries() -> tuple[str, ...]:
+    """Return what the library links: libm, and glibc's vector maths on x86-64 (native.c declares its tanhf, expf)."""
+    if platform.machine() == "x86_64" and platform.libc_ver()[0] == "glibc":
+        return ("-lm", "-lmvec")
+    return ("-lm",)
+
+
+def find_compiler() -> str | None:
+    """Return the C compiler to build with: $CC when set (None if it is not there), else cc or gcc on the PATH."""
+    if os.environ.get("CC"):
+        return shutil.which(os.environ["CC"])
+    return shutil.which("cc") or shutil.which("gcc")
 
 
 def _build(compiler: str) -> Path:
     """Return the path of the compiled library, built with OpenMP where that builds, else without."""
     try:
-        return _build_with(compiler, FLAGS + PARALLEL)
+        return build(compiler, FLAGS + PARALLEL)
     except subprocess.CalledProcessError as err:
         log.info("native.c does not build with -fopenmp (%s); its loops run on one thread", err.stderr.strip()[:200])
-        return _build_with(compiler, FLAGS)
+        return build(compiler, FLAGS)
 
 
-def _build_with(compiler: str, flags: tuple[str, ...]) -> Path:
-    """Return the path of the library built with `flags`, compiling it first if this machine has no such build yet."""
+def build(compiler: str, flags: tuple[str, ...], directory: Path | None = None) -> Path:
+    """Return the path of the library built with `flags`, compiling it first if the cache has no such build yet."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), version, " ".join(flags), _cpu_features()]).encode())
-    target = _cache_dir() / "native" / f"libmtkit_native_{key.hexdigest()[:16]}.so"
+    libraries = _libraries()
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), version, " ".join(flags + libraries),
+                                    _cpu_features()]).encode())
+    target = (directory or cache_dir()) / f"libmtkit_kernels_{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
-        subprocess.run([compiler, *flags, "-o", str(built), str(SOURCE), "-lm"], capture_output=True, text=True,
-                       check=True)
+        subprocess.run([compiler, *flags, "-o", str(built), str(SOURCE), *libraries], capture_output=True,
+                       text=True, check=True)
         os.replace(built, target)
+    log.info("built mtkit's C kernels (%s) into %s", compiler, target)
     return target
 
 
-@cache
-def load() -> ctypes.CDLL | None:
-    """Return the compiled `native.c`, or None where it cannot be built or is switched off (MTKIT_NATIVE=0)."""
-    if os.environ.get("MTKIT_NATIVE", "1") == "0" or platform.system() != "Linux":
-        return None
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        log.info("no C compiler found: RNNsearch's recurrence runs in torch ops (slower, same numbers)")
-        return None
-    try:
-        lib = ctypes.CDLL(str(_build(compiler)))
-    except (OSError, subprocess.CalledProcessError) as err:
-        detail = getattr(err, "stderr", "") or str(err)
-        log.warning("could not build mtkit/model/native.c (%s); using torch ops", detail.strip()[:300])
-        return None
+def open_library(path: Path) -> ctypes.CDLL:
+    """Return the library at path with every function's argument types set."""
+    lib = ctypes.CDLL(str(path))
     for name, argtypes in SIGNATURES.items():
         getattr(lib, name).argtypes = argtypes
         getattr(lib, name).restype = None
     return lib
 
 
-_switch = {"on": True}
-
-
-def set_enabled(on: bool) -> None:
-    """Use the compiled loops where they can be had (True, the default), or torch ops only (False): a lever to time."""
-    _switch["on"] = on
+@cache
+def load() -> ctypes.CDLL | None:
+    """Return the compiled `native.c`, or None (with one log line saying why) where it cannot be built."""
+    if platform.system() != "Linux":
+        log.info("mtkit's C kernels are built on Linux only: the fused kernels run their loops in torch ops")
+        return None
+    compiler = find_compiler()
+    if compiler is None:
+        named = f" (CC={os.environ['CC']})" if os.environ.get("CC") else ""
+        log.warning("no C compiler found%s: the fused kernels run their loops in torch ops and dropout is torch's "
+                    "(same numbers, slower)", named)
+        return None
+    try:
+        return open_library(_build(compiler))
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = (getattr(err, "stderr", "") or str(err)).strip().replace("\n", " ")
+        log.warning("could not build mtkit/kernels/native.c (%s): the fused kernels run their loops in torch ops",
+                    detail[:300])
+        return None
 
 
 def usable(*tensors: Tensor) -> bool:
-    """Whether the compiled loops are on and can take these tensors: float32 on the CPU, and the library builds."""
-    return (_switch["on"] and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
-            and load() is not None)
+    """Whether the compiled loops can take these tensors: float32 on the CPU, and the library builds."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and load() is not None
 
 
 def _threads() -> int:

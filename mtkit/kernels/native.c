@@ -1,4 +1,4 @@
-/* RNNsearch's per-step work in a few fused loops, for float32 on the CPU (mtkit/model/native.py builds it).
+/* RNNsearch's per-step work in a few fused loops, for float32 on the CPU (mtkit/kernels/native.py builds it).
 
    Under torch every step of the recurrence is some thirty small kernels, each reading and writing
    whole (B, S, A) or (B, H) tensors; here each is one pass that keeps its values in registers, and
@@ -7,8 +7,9 @@
    sentence; G = 1 in training). Every row of mask has at least one real token. The training loss's
    per-row work (mtkit/loss.py) is here too: the same idea, one pass per row while it is in L1.
 
-   Compiled with -ffast-math, so that tanhf and expf vectorise (glibc's libmvec): no infinities
-   are used, padding is handled by skipping it.
+   Compiled without -ffast-math (native.py says which flags, and why): a NaN or an infinity in the
+   inputs comes out as it does from the same equations in torch ops. Padding is skipped, not masked
+   with infinities.
 
    Each function splits its rows over `threads` OpenMP threads (the caller passes torch's thread
    count; built with -fopenmp, the library shares torch's own OpenMP runtime and its warm threads).
@@ -23,6 +24,16 @@
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+/* glibc's vector tanhf and expf (libmvec, 2.35 on), which its math.h declares under -ffast-math only: declared
+   here so that the loops calling them vectorise without -ffast-math's assumption of finite numbers. libmvec
+   handles NaN and infinities (within 4 ulp elsewhere). */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 35)
+float tanhf(float) __attribute__((__simd__("notinbranch")));
+float expf(float) __attribute__((__simd__("notinbranch")));
+#endif
 #endif
 
 /* Below this many float operations a call stays on one thread: a team costs a few microseconds. */
@@ -305,7 +316,7 @@ void mtk_cross_entropy_rows(int64_t threads, int64_t C, int64_t V, float *logits
 }
 
 /* Dropout with a counter-based generator: element i of a call keeps its value, times 1 / (1 - p), when
-   hash(i) >= threshold (= p * 2^32), else becomes 0. The hash is murmur3's 32-bit finaliser applied twice,
+   hash(i) >= threshold (= p * 2^32), else becomes x * 0: 0, or NaN for a NaN or an infinity, as torch's. The hash is murmur3's 32-bit finaliser applied twice,
    keyed by the call's 64-bit seed (k0, k1); the mask is a function of (seed, i) alone, so the backward pass
    makes the same mask again from the seed instead of keeping it, and any thread count gives the same bits.
    The tensor is (R1, R2, D), the last dimension contiguous, with row strides of its own for x and out;
@@ -331,7 +342,7 @@ static void dropout_rows(int64_t lo, int64_t hi, int64_t R2, int64_t D, uint32_t
         for (int64_t d = 0; d < D; d++) {
             const uint64_t i = base + (uint64_t)d;
             const uint32_t h = mix32(mix32((uint32_t)i ^ k0) ^ (uint32_t)(i >> 32) ^ k1);
-            orow[d] = h >= threshold ? xr[d] * scale : 0.0f;
+            orow[d] = xr[d] * (h >= threshold ? scale : 0.0f); /* as torch's x * mask: a dropped NaN stays NaN */
         }
     }
 }
