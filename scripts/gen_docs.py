@@ -23,11 +23,10 @@ import argparse
 import dataclasses
 import importlib.util
 import inspect
-import io
 import re
+import statistics
 import subprocess
 import sys
-import tokenize
 import typing
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ STUDY_SCORES = "docs/length_study_scores.json"
 PASSAGE_SCORES = "docs/length_study_passages_scores.json"
 SUMMARY = "docs/length_study.md"
 REPRODUCE_TIME = "docs/records/trials/three_model_reproduce.txt"
+SEEDS = "docs/records/seeds"  # seedN_passages_scores.json and seedN_summary.md of `make seeds`
 NAMES = {"rnnencdec": "RNNencdec", "rnnsearch": "RNNsearch", "transformer": "Transformer"}
 FAMILY = {"rnnencdec": "encdec", "rnnsearch": "search", "transformer": "transformer"}
 
@@ -324,11 +324,52 @@ def fill_blocks(text: str, blocks: dict[str, str]) -> str:
 
 # ------------------------------------------------------------------------------------------------- main
 
+def seeds_block(root: Path, every_k: bool, records: str = "docs/records/index.md") -> str:
+    """Return the paired ratios of the main run and each seed's rerun (`make seeds`), with their spread.
+
+    `every_k`: a row for every k > 1, else for the largest only. `records`: the records index, relative to the page.
+    """
+    runs = sorted((root / SEEDS).glob("seed*_passages_scores.json"), key=lambda f: int(f.name[4:].split("_")[0]))
+    if not runs:
+        return "No seed reruns recorded yet (`make seeds`)."
+    steps = [_record_steps(root, f.with_name(f.name.replace("_passages_scores.json", "_summary.md"))) for f in runs]
+    main = _systems(root, PASSAGE_SCORES)
+    seeds = [_systems(root, str(f.relative_to(root))) for f in runs]
+    labels = ["main run"] + [f"seed {f.name[4:].split('_')[0]}" for f in runs]
+    ks = [p.k for p in next(iter(main.values())).paired if p.k > 1]
+    out = [f"The same study rerun with other training seeds ([records]({records})): `train.seed` changes the initial "
+           "weights, dropout and batch order, not the data; each model trains for the main run's steps "
+           f"({', '.join(f'{NAMES.get(n, n)} {s:,}' for n, s in _record_steps(root, root / SUMMARY).items())}), "
+           "so the runs differ in the seed alone. BLEU_k / BLEU_1 in each run:\n",
+           "| model | k | " + " | ".join(labels) + " | mean | sd | min – max |",
+           "|---|---|" + "---|" * (len(labels) + 3)]
+    for name in main:
+        for k in ks if every_k else ks[-1:]:
+            ratios = [next(p.ratio for p in run[name].paired if p.k == k) for run in [main, *seeds]]
+            sd = statistics.stdev(ratios)
+            out.append(f"| {NAMES.get(name, name)} | {k} | " + " | ".join(f"{r:.3f}" for r in ratios) +
+                       f" | {statistics.mean(ratios):.3f} | {sd:.3f} | {min(ratios):.3f} – {max(ratios):.3f} |")
+    mismatched = [f"{label}: {NAMES.get(n, n)} {got:,}" for label, got_steps in zip(labels[1:], steps)
+                  for n, got in got_steps.items() if got != _record_steps(root, root / SUMMARY).get(n)]
+    if mismatched:
+        out.append("\nSteps that differ from the main run's: " + "; ".join(mismatched) + ".")
+    return "\n".join(out)
+
+
+def _record_steps(root: Path, summary: Path) -> dict[str, int]:
+    """Return each model's training steps from a study summary's model table."""
+    spec = importlib.util.spec_from_file_location("record_steps", root / "scripts" / "record_steps.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return dict(zip(NAMES, module.recorded_steps(summary.read_text(encoding="utf-8"), list(NAMES))))
+
+
 def render(root: Path = ROOT) -> dict[str, str]:
     """Return {path relative to the root: text} for every generated file, as it should read now."""
     blocks = {"study-headline": headline_block(root), "study-tables": study_tables_block(root),
-              "modules": modules_block(root)}
-    in_docs = {**blocks, "study-headline": headline_block(root, records="records/index.md")}
+              "modules": modules_block(root), "study-seeds": seeds_block(root, every_k=False)}
+    in_docs = {**blocks, "study-headline": headline_block(root, records="records/index.md"),
+               "study-seeds": seeds_block(root, every_k=True, records="records/index.md")}
     pages = {"docs/cli.md": cli_page(), "docs/configuration.md": config_page()}
     for rel in ("README.md", "docs/study.md", "docs/development.md"):
         pages[rel] = fill_blocks((root / rel).read_text(encoding="utf-8"), in_docs if rel.startswith("docs/") else blocks)
