@@ -349,6 +349,12 @@ def seeds_block(root: Path, every_k: bool, records: str = "docs/records/index.md
             sd = statistics.stdev(ratios)
             out.append(f"| {NAMES.get(name, name)} | {k} | " + " | ".join(f"{r:.3f}" for r in ratios) +
                        f" | {statistics.mean(ratios):.3f} | {sd:.3f} | {min(ratios):.3f} – {max(ratios):.3f} |")
+    verdicts = [verdict_lines(run) for run in [main, *seeds]]
+    out += ["", "The criteria, judged in each run as in the main one:\n",
+            "| criterion | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for i, line in enumerate(verdicts[0]):
+        criterion = line.removeprefix("- ").split(": ")[0] + ": " + line.removeprefix("- ").split(": ")[1]
+        out.append(f"| {criterion} | " + " | ".join(v[i].rsplit(" — ", 1)[-1] for v in verdicts) + " |")
     mismatched = [f"{label}: {NAMES.get(n, n)} {got:,}" for label, got_steps in zip(labels[1:], steps)
                   for n, got in got_steps.items() if got != _record_steps(root, root / SUMMARY).get(n)]
     if mismatched:

@@ -168,3 +168,20 @@ def test_no_stale_statement_of_a_known_kind(path):
     assert not re.search(r"run packed|runs packed", text), f"{path.name} says the encoder runs packed; it does not"
     for ref in re.findall(r"\bdocs/[\w./-]+\.(?:json|md|txt|png|jsonl)\b", text):
         assert (ROOT / ref).exists(), f"{path.name} names {ref}, which does not exist"
+
+
+def test_seeds_table_reads_each_seed_record_and_names_steps_that_differ(tmp_path):
+    """A seed recorded with the main run's figures gives no spread; one trained for other steps is named."""
+    (tmp_path / "docs" / "records" / "seeds").mkdir(parents=True)
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "record_steps.py").write_text((ROOT / "scripts" / "record_steps.py").read_text())
+    for name in ("length_study_passages_scores.json", "length_study.md"):
+        (tmp_path / "docs" / name).write_text((DOCS / name).read_text())
+    seeds = tmp_path / "docs" / "records" / "seeds"
+    (seeds / "seed1_passages_scores.json").write_text((DOCS / "length_study_passages_scores.json").read_text())
+    (seeds / "seed1_summary.md").write_text((DOCS / "length_study.md").read_text().replace("| 3328 (3328) |", "| 3000 (3000) |"))
+    block = gen_docs().seeds_block(tmp_path, every_k=False)
+    assert "| RNNencdec | 4 | 0.816 | 0.816 | 0.816 | 0.000 | 0.816 – 0.816 |" in block
+    assert "| direction: RNNencdec k=4/k=1 interval wholly below 0.9 | PASS | PASS |" in block
+    assert "Steps that differ from the main run's: seed 1: RNNencdec 3,000." in block
+    assert gen_docs().seeds_block(tmp_path / "nowhere", every_k=False).startswith("No seed reruns recorded yet")
