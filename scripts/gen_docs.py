@@ -334,12 +334,13 @@ def seeds_block(root: Path, every_k: bool, records: str = "docs/records/index.md
         return "No seed reruns recorded yet (`make seeds`)."
     steps = [_record_steps(root, f.with_name(f.name.replace("_passages_scores.json", "_summary.md"))) for f in runs]
     main = _systems(root, PASSAGE_SCORES)
+    main_steps = _record_steps(root, root / SUMMARY)
     seeds = [_systems(root, str(f.relative_to(root))) for f in runs]
     labels = ["main run"] + [f"seed {f.name[4:].split('_')[0]}" for f in runs]
     ks = [p.k for p in next(iter(main.values())).paired if p.k > 1]
     out = [f"The same study rerun with other training seeds ([records]({records})): `train.seed` changes the initial "
            "weights, dropout and batch order, not the data; each model trains for the main run's steps "
-           f"({', '.join(f'{NAMES.get(n, n)} {s:,}' for n, s in _record_steps(root, root / SUMMARY).items())}), "
+           f"({', '.join(f'{NAMES.get(n, n)} {s:,}' for n, s in main_steps.items())}), "
            "so the runs differ in the seed alone. BLEU_k / BLEU_1 in each run:\n",
            "| model | k | " + " | ".join(labels) + " | mean | sd | min – max |",
            "|---|---|" + "---|" * (len(labels) + 3)]
@@ -353,10 +354,10 @@ def seeds_block(root: Path, every_k: bool, records: str = "docs/records/index.md
     out += ["", "The criteria, judged in each run as in the main one:\n",
             "| criterion | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for i, line in enumerate(verdicts[0]):
-        criterion = line.removeprefix("- ").split(": ")[0] + ": " + line.removeprefix("- ").split(": ")[1]
+        criterion = line.removeprefix("- ").rsplit(": ", 1)[0]  # "direction: …" without its figures
         out.append(f"| {criterion} | " + " | ".join(v[i].rsplit(" — ", 1)[-1] for v in verdicts) + " |")
     mismatched = [f"{label}: {NAMES.get(n, n)} {got:,}" for label, got_steps in zip(labels[1:], steps)
-                  for n, got in got_steps.items() if got != _record_steps(root, root / SUMMARY).get(n)]
+                  for n, got in got_steps.items() if got != main_steps.get(n)]
     if mismatched:
         out.append("\nSteps that differ from the main run's: " + "; ".join(mismatched) + ".")
     return "\n".join(out)
