@@ -15,12 +15,12 @@ import mtkit.kernels.native as native
 MODES = ("reference", "fused")
 ENV = "MTKIT_KERNELS"
 
-_chosen: dict[str, str] = {}  # the mode use() set; else the environment's, read at each call
+_chosen: str | None = None  # the mode use() set; None: the environment's, read at each call
 
 
 def mode() -> str:
     """Return the kernels' mode: `use`'s choice, else MTKIT_KERNELS, else "fused"; an unknown one raises MtkitError."""
-    chosen = _chosen.get("mode") or os.environ.get(ENV) or "fused"
+    chosen = _chosen or os.environ.get(ENV) or "fused"
     if chosen not in MODES:
         raise MtkitError(f"{ENV}={chosen!r}: choose one of {', '.join(MODES)}")
     return chosen
@@ -28,17 +28,16 @@ def mode() -> str:
 
 def use(chosen: str | None) -> None:
     """Run the fast paths ("fused") or the plain-torch references ("reference"); None: back to the environment's."""
+    global _chosen
     if chosen is not None and chosen not in MODES:
         raise ValueError(f"unknown kernels mode {chosen!r}; choose one of {', '.join(MODES)}")
-    _chosen.pop("mode", None)
-    if chosen is not None:
-        _chosen["mode"] = chosen
+    _chosen = chosen
 
 
 @contextmanager
 def using(chosen: str) -> Iterator[None]:
     """Run the block in mode `chosen`, then restore the mode before it."""
-    before = _chosen.get("mode")
+    before = _chosen
     use(chosen)
     try:
         yield
